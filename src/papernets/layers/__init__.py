@@ -1,0 +1,9 @@
+"""Building blocks shared by several papers. A block used by one paper stays in that paper's file."""
+
+from papernets.layers.conv import ConvNormAct, make_divisible
+from papernets.layers.drop import DropPath, drop_path
+from papernets.layers.mlp import Mlp
+from papernets.layers.patch import PatchEmbed
+from papernets.layers.squeeze_excite import SqueezeExcite
+
+__all__ = ["ConvNormAct", "DropPath", "Mlp", "PatchEmbed", "SqueezeExcite", "drop_path", "make_divisible"]
