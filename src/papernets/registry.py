@@ -155,6 +155,9 @@ def resolve_name(name: str) -> str:
         return key
     if key in _ALIASES:
         return _ALIASES[key]
+    squashed = {n.replace("_", ""): n for n in list(_REGISTRY) + list(_ALIASES)}
+    if key.replace("_", "") in squashed:  # "ResNet-18" -> resnet18
+        return resolve_name(squashed[key.replace("_", "")])
     candidates = list(_REGISTRY) + list(_ALIASES)
     close = difflib.get_close_matches(key, candidates, n=4, cutoff=0.6)
     hint = f" Did you mean {', '.join(close)}?" if close else " Run `papernets models` to list them."

@@ -19,7 +19,7 @@ Faithful to the paper:
 Deviations:
 - The output layer is a linear layer trained with softmax cross-entropy instead of the paper's Euclidean RBF
   units with fixed 7x12 bitmap weights, and no MAP loss term: standard practice and what every trainer here uses.
-- At 28x28 (MNIST, Fashion-MNIST) C1 pads by 2, which is the paper's placement of the 28x28 digit in a 32x32
+- Small images are LeNet-5's home: there is no separate small-image form. At 28x28 (MNIST, Fashion-MNIST) C1 pads by 2, which is the paper's placement of the 28x28 digit in a 32x32
   field. At other sizes C5's kernel covers the whole S4 map, so C5 stays fully connected to S4 as in the paper.
 - ``lenet5_bn`` adds batch normalization (Ioffe and Szegedy 2015) after C1, C3, C5 and F6: the classic lesson
   that normalization makes the same network train faster and to higher accuracy. It is not in the 1998 paper.
@@ -96,7 +96,7 @@ class LeNet5(nn.Module):
         small_input: bool | None = None,
     ) -> None:
         super().__init__()
-        del small_input  # LeNet-5 is a small-image network at every size
+        del small_input  # accepted for the common interface; LeNet-5 has one form
         pad = 2 if img_size == 28 else 0
         s4 = ((img_size + 2 * pad - 4) // 2 - 4) // 2
         if s4 < 1:
@@ -123,7 +123,7 @@ class LeNet5(nn.Module):
         self.f6 = nn.Linear(120, 84)
         self.f6_norm = nn.BatchNorm1d(84) if batch_norm else nn.Identity()
         self.f6_act = ScaledTanh()
-        self.drop = nn.Dropout(drop_rate)
+        self.drop_rate = drop_rate
         self.num_features = 84
         self.fc = nn.Linear(84, num_classes)
         self._init_weights()
@@ -140,7 +140,7 @@ class LeNet5(nn.Module):
         return self.f6_act(self.f6_norm(self.f6(self.features(x).flatten(1))))
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.drop(x))
+        return self.fc(nn.functional.dropout(x, self.drop_rate, self.training))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -1,0 +1,381 @@
+"""The ``papernets`` command line.
+
+Exit codes: 0 success, 1 a failure while running, 2 a usage or configuration error, 130 interrupted (the state
+was saved; ``--resume`` continues). Errors are one line; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from papernets.config import ConfigError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(ValueError):
+    """A bad command-line value (exit code 2)."""
+
+
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    from papernets.data import DatasetError
+    from papernets.engine.checkpoint import CheckpointError
+    from papernets.registry import ModelConfigError, UnknownModelError
+
+    return (UsageError, ConfigError, DatasetError, CheckpointError, UnknownModelError, ModelConfigError)
+
+
+# --------------------------------------------------------------------------------------------------- train
+
+TRAIN_FLAGS = {  # flag attribute -> (section, key)
+    "model": ("model", "name"),
+    "dataset": ("data", "name"),
+    "data_root": ("data", "root"),
+    "epochs": ("train", "epochs"),
+    "batch_size": ("train", "batch_size"),
+    "lr": ("optim", "lr"),
+    "image_size": ("data", "image_size"),
+    "optimizer": ("optim", "name"),
+    "device": ("train", "device"),
+    "seed": ("train", "seed"),
+    "out": ("output", "dir"),
+    "name": ("output", "name"),
+}
+
+
+def _train_config(args: argparse.Namespace):
+    from papernets.config import apply_overrides, config_from_dict, load_config
+
+    cfg = load_config(args.config)
+    raw: dict[str, dict[str, Any]] = {}
+    for attr, (section, key) in TRAIN_FLAGS.items():
+        value = getattr(args, attr)
+        if value is not None:
+            raw.setdefault(section, {})[key] = value
+    cfg = config_from_dict(raw, base=cfg)
+    return apply_overrides(cfg, args.set or [])
+
+
+def _check_model(cfg) -> None:
+    from papernets.registry import ModelConfigError, get_entry
+
+    entry = get_entry(cfg.model.name)
+    if cfg.data.image_size < entry.min_img_size:
+        raise ModelConfigError(
+            f"image size {cfg.data.image_size} is below {entry.name}'s minimum of {entry.min_img_size} px; "
+            f"use --image-size {entry.min_img_size} or more."
+        )
+    cfg.model.name = entry.name
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from papernets.engine.checkpoint import load_checkpoint
+    from papernets.engine.trainer import Trainer, TrainingInterrupted, config_from_checkpoint
+
+    if args.resume:
+        given = [f"--{a.replace('_', '-')}" for a in TRAIN_FLAGS if a != "epochs" and getattr(args, a) is not None]
+        if args.config or args.set or given:
+            raise UsageError(
+                f"--resume continues a run with its saved config; only --epochs may change "
+                f"(got {', '.join(given + (['--config'] if args.config else []) + (['--set'] if args.set else []))})."
+            )
+        ckpt = load_checkpoint(args.resume)
+        cfg = config_from_checkpoint(ckpt)
+        if args.epochs is not None:
+            if args.epochs < ckpt["epoch"]:
+                raise UsageError(f"--epochs {args.epochs} is below the {ckpt['epoch']} epochs already done.")
+            cfg.train.epochs = args.epochs
+        ckpt_path = Path(ckpt["path"])
+        run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
+    else:
+        cfg = _train_config(args)
+        _check_model(cfg)
+        name = cfg.output.name or f"{cfg.model.name}-{cfg.data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = Path(cfg.output.dir) / name
+        if (run_dir / "checkpoints").exists():
+            raise UsageError(
+                f"run directory {str(run_dir)!r} already holds a run; continue it with --resume {run_dir} "
+                f"or choose another --name."
+            )
+        ckpt = None
+    trainer = Trainer(cfg, run_dir, resume=ckpt)
+    try:
+        trainer.fit()
+    except TrainingInterrupted as exc:
+        if trainer.info.is_main:
+            print(f"papernets: {exc}; saved {run_dir}/checkpoints/last.pt. "
+                  f"Continue with: papernets train --resume {run_dir}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        from papernets.engine.distributed import cleanup
+
+        cleanup(trainer.info)
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------- eval, predict
+
+
+def _load_trained(checkpoint: str, device: str = "cpu"):
+    """Model (eval mode, trained weights), config and checkpoint dict from a checkpoint or run directory."""
+    import torch
+
+    from papernets.engine.checkpoint import CheckpointError, load_checkpoint
+    from papernets.engine.trainer import build_model, config_from_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    cfg = config_from_checkpoint(ckpt)
+    data = ckpt["data"]
+    cfg.model.pretrained = None
+    model = build_model(cfg, data["num_classes"], data["in_chans"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {checkpoint!r} does not match its model {cfg.model.name}.") from exc
+    model.to(torch.device(device)).eval()
+    return model, cfg, ckpt
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from papernets.data import TensorLoader, load_dataset
+    from papernets.engine.distributed import DistInfo, resolve_device
+    from papernets.engine.trainer import evaluate
+
+    device = resolve_device(args.device)
+    model, cfg, ckpt = _load_trained(args.checkpoint, str(device))
+    name = args.dataset or cfg.data.name
+    root = args.data_root if args.data_root is not None else (cfg.data.root if name == cfg.data.name else None)
+    data = load_dataset(name, root, cfg.data.val_fraction, None, False, cfg.data.split_seed, cfg.data.image_size)
+    if data.num_classes != ckpt["data"]["num_classes"] or data.in_chans != ckpt["data"]["in_chans"]:
+        raise UsageError(
+            f"dataset {name!r} has {data.num_classes} classes and {data.in_chans} channels; the checkpoint's model "
+            f"expects {ckpt['data']['num_classes']} and {ckpt['data']['in_chans']}."
+        )
+    x, y = {"test": (data.test_x, data.test_y), "val": (data.val_x, data.val_y),
+            "train": (data.train_x, data.train_y)}[args.split]
+    if len(x) == 0:
+        raise UsageError(f"the {args.split} split of {name!r} is empty.")
+    loader = TensorLoader(x, y, args.batch_size, cfg.data.image_size, tuple(ckpt["data"]["mean"]),
+                          tuple(ckpt["data"]["std"]), train=False, device=device)
+    result = evaluate(model, loader, DistInfo(0, 1, 0, device))
+    out = {"checkpoint": ckpt["path"], "model": cfg.model.name, "dataset": name, "split": args.split,
+           "images": int(result["images"]), "top1": result["acc"], "top5": result["top5"], "loss": result["loss"]}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{cfg.model.name} on {name} {args.split} ({out['images']} images): top-1 {out['top1'] * 100:.2f}%  "
+              f"top-5 {out['top5'] * 100:.2f}%  loss {out['loss']:.4f}")
+    return EXIT_OK
+
+
+def _image_files(items: list[str]) -> list[Path]:
+    from papernets.data.datasets import IMAGE_EXTENSIONS
+
+    files: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise UsageError(f"no images in folder {item!r}.")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise UsageError(f"image {item!r} does not exist.")
+    return files
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    from papernets.data.transforms import preprocess_pil
+
+    model, cfg, ckpt = _load_trained(args.checkpoint)
+    data = ckpt["data"]
+    classes = data["classes"]
+    k = max(1, min(args.top_k, len(classes)))
+    results = []
+    for path in _image_files(args.images):
+        try:
+            with Image.open(path) as img:
+                img.load()
+                x = preprocess_pil(img, data["in_chans"], data["native_size"], cfg.data.image_size,
+                                   tuple(data["mean"]), tuple(data["std"]))
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            raise UsageError(f"cannot read image {str(path)!r}: {exc}") from exc
+        with torch.inference_mode():
+            probs = model(x).softmax(dim=1)[0]
+        top = probs.topk(k)
+        preds = [{"label": classes[i], "probability": float(p)} for p, i in zip(top.values, top.indices, strict=True)]
+        results.append({"image": str(path), "top": preds})
+        if not args.json:
+            print(f"{path}: " + ", ".join(f"{p['label']} {p['probability'] * 100:.1f}%" for p in preds))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------ models, profile
+
+
+def _fmt_table(rows: list[list[str]], headers: list[str], right: set[int]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths,
+                                                                                                strict=True)))
+
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from papernets.bench.profile import meta_model_stats
+    from papernets.registry import list_models, model_info
+
+    names = list_models(args.pattern)
+    if not names:
+        raise UsageError(f"no model matches {args.pattern!r}; run `papernets models` to list them all.")
+    rows = []
+    for name in names:
+        info = model_info(name)
+        params, macs = meta_model_stats(name)
+        rows.append({**info, "params": params, "gmacs": macs / 1e9})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    table = [[r["name"], r["family"], r["paper"][:58], str(r["year"]), f"{r['params']:,}", f"{r['gmacs']:.3f}",
+              str(r["default_img_size"])] for r in rows]
+    print(_fmt_table(table, ["model", "family", "paper", "year", "params", "GMACs", "size"], {3, 4, 5, 6}))
+    print(f"\n{len(rows)} models; params and GMACs at the ImageNet configuration (1000 classes, 3 channels, "
+          "the paper's input size).")
+    return EXIT_OK
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from papernets.bench.profile import profile_model
+    from papernets.engine.distributed import resolve_device
+
+    res = profile_model(args.model, img_size=args.image_size, batch_size=args.batch_size, in_chans=args.in_chans,
+                        num_classes=args.num_classes, device=resolve_device(args.device), steps=args.steps,
+                        timing=not args.no_timing, channels_last=args.channels_last)
+    if args.json:
+        print(json.dumps(res.as_dict(), indent=2))
+        return EXIT_OK
+
+    def num(v: float | None, fmt: str) -> str:
+        return "n/a" if v is None else format(v, fmt)
+
+    print(f"{res.model} at {res.in_chans}x{res.img_size}x{res.img_size}, {res.num_classes} classes, "
+          f"batch {res.batch_size}, {res.device}{', channels_last' if res.channels_last else ''}")
+    print(f"  params            {res.params:,}")
+    print(f"  GMACs / image     {res.gmacs:.4f}   (multiply-accumulates)")
+    print(f"  GFLOPs / image    {res.gflops:.4f}   (= 2 x GMACs)")
+    print(f"  train img/s       {num(res.train_img_per_s, '.1f')}   (forward + backward + SGD step)")
+    print(f"  inference img/s   {num(res.infer_img_per_s, '.1f')}")
+    print(f"  peak memory (MB)  {num(res.peak_memory_mb, '.1f')}   (one training step"
+          f"{', process RSS high-water' if res.device == 'cpu' else ', CUDA allocator'})")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="papernets", description=__doc__.splitlines()[0].strip('"`. '))
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    from papernets import __version__
+
+    parser.add_argument("--version", action="version", version=f"papernets {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a model; writes a run directory")
+    t.add_argument("--config", help="YAML config file (configs/base.yaml, configs/quickstart.yaml, ...)")
+    t.add_argument("--model", help="model name (see `papernets models`)")
+    t.add_argument("--dataset", help="fashion-mnist, mnist, cifar10, cifar100, imagefolder, synthetic")
+    t.add_argument("--data-root", dest="data_root", help="folder holding the dataset")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", dest="batch_size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--image-size", dest="image_size", type=int)
+    t.add_argument("--optimizer", help="sgd, adam, adamw, rmsprop")
+    t.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--out", help="parent folder of the run directory (default runs/)")
+    t.add_argument("--name", help="run directory name (default <model>-<dataset>-<time>)")
+    t.add_argument("--resume", metavar="RUN|CKPT", help="continue a run from its directory or a checkpoint")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. optim.lr=0.1")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint (top-1, top-5, loss)")
+    e.add_argument("checkpoint", help="checkpoint file or run directory")
+    e.add_argument("--dataset", help="evaluate on another dataset with the same classes")
+    e.add_argument("--data-root", dest="data_root")
+    e.add_argument("--split", choices=["test", "val", "train"], default="test")
+    e.add_argument("--batch-size", dest="batch_size", type=int, default=256)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="top-k labels of images with a trained checkpoint")
+    p.add_argument("checkpoint", help="checkpoint file or run directory")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
+    p.add_argument("--top-k", dest="top_k", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    m = sub.add_parser("models", help="list models: paper, year, params, GMACs")
+    m.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'resnet*'")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_models)
+
+    pr = sub.add_parser("profile", help="params, GMACs, GFLOPs, img/s and peak memory of a model")
+    pr.add_argument("model")
+    pr.add_argument("--image-size", dest="image_size", type=int)
+    pr.add_argument("--batch-size", dest="batch_size", type=int, default=32)
+    pr.add_argument("--in-chans", dest="in_chans", type=int, default=3)
+    pr.add_argument("--num-classes", dest="num_classes", type=int, default=1000)
+    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--steps", type=int, default=5, help="timed steps")
+    pr.add_argument("--no-timing", dest="no_timing", action="store_true", help="only count params and MACs")
+    cl = pr.add_mutually_exclusive_group()
+    cl.add_argument("--channels-last", dest="channels_last", action="store_true", default=None)
+    cl.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=cmd_profile)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("papernets: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if args.debug:
+            raise
+        from papernets.engine.trainer import TrainingDiverged
+
+        if isinstance(exc, _usage_errors()):
+            print(f"papernets: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if isinstance(exc, TrainingDiverged):
+            print(f"papernets: training diverged: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"papernets: failed: {type(exc).__name__}: {message} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

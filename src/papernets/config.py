@@ -1,0 +1,269 @@
+"""The run configuration: one validated schema, loaded from YAML, then CLI flags, then ``--set`` overrides.
+
+Sections: ``model``, ``data``, ``optim``, ``schedule``, ``train``, ``output``. Unknown keys and values of the
+wrong type are errors that name the key, the value and what is accepted (with the closest valid key).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+__all__ = ["Config", "ConfigError", "load_config", "apply_overrides", "config_to_dict", "config_from_dict"]
+
+
+class ConfigError(ValueError):
+    """A bad configuration value or key; the message says what is accepted."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "resnet18"
+    num_classes: int | None = None  # None: the dataset's number of classes
+    in_chans: int | None = None  # None: the dataset's number of channels
+    drop_rate: float | None = None  # None: the paper's default
+    drop_path_rate: float | None = None
+    small_input: bool | None = None  # None: small-image form below 64 px
+    pretrained: str | None = None  # "torchvision" or "timm": map their weights onto ours
+    kwargs: dict[str, Any] = field(default_factory=dict)  # extra model keywords
+
+
+@dataclass
+class DataConfig:
+    name: str = "fashion-mnist"
+    root: str | None = None  # None: well-known locations (see README)
+    image_size: int = 224
+    val_fraction: float = 0.1
+    limit: int | None = None  # cap every split at this many images (quick runs)
+    augment: bool = True
+    download: bool = False  # let torchvision download mnist/cifar into root
+    split_seed: int = 0
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
+    lr: float = 0.001
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd, rmsprop
+    nesterov: bool = False  # sgd
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam, adamw
+    eps: float = 1e-8
+    alpha: float = 0.99  # rmsprop decay
+
+
+@dataclass
+class ScheduleConfig:
+    name: Literal["none", "step", "cosine"] = "none"
+    step_epochs: float = 30.0  # step: decay every this many epochs
+    gamma: float = 0.1  # step: decay factor
+    min_lr: float = 0.0  # cosine: final learning rate
+    warmup_epochs: float = 0.0  # linear warmup from 0, before any schedule
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    eval_batch_size: int | None = None  # None: 2 x batch_size
+    seed: int = 0
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None  # max gradient norm
+    amp: Literal["auto", "off", "fp16", "bf16"] = "auto"  # auto: bf16/fp16 on CUDA, off on CPU
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    channels_last: bool | None = None  # None: per family, as measured (engine/speed.py)
+    threads: int | None = None  # CPU threads; None: PyTorch's default
+    log_every: int = 20  # progress updates per epoch (non-interactive output)
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "runs"
+    name: str | None = None  # None: <model>-<dataset>-<time>
+    save_best: bool = True  # write checkpoints/best.pt on a new best validation accuracy
+    checkpoint: bool = True  # write checkpoints/last.pt after every epoch (needed for --resume)
+    plots: bool = True
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+_MISSING = object()
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    """Return ``value`` as type ``tp`` or ``_MISSING`` if it does not fit (no lossy conversions)."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return value if value in typing.get_args(tp) else _MISSING
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            if arg is type(None):
+                if value is None:
+                    return None
+                continue
+            out = _coerce(value, arg)
+            if out is not _MISSING:
+                return out
+        return _MISSING
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            return _MISSING
+        (item_tp,) = typing.get_args(tp)
+        items = [_coerce(v, item_tp) for v in value]
+        return _MISSING if any(i is _MISSING for i in items) else items
+    if origin is dict:
+        return dict(value) if isinstance(value, dict) else _MISSING
+    if tp is bool:
+        return value if isinstance(value, bool) else _MISSING
+    if tp is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _MISSING
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        return _MISSING
+    if tp is str:
+        return value if isinstance(value, str) else _MISSING
+    raise TypeError(f"unsupported config type {tp}")
+
+
+def _section_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _unknown_key(key: str, valid: list[str], where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    hint = f" Did you mean {where}{close[0]}?" if close else f" Valid keys: {', '.join(valid)}."
+    return ConfigError(f"unknown config key {where}{key!r}.{hint}")
+
+
+def _set_field(section: Any, key: str, value: Any, where: str) -> None:
+    hints = _section_types(type(section))
+    if key not in hints:
+        raise _unknown_key(key, list(hints), where)
+    out = _coerce(value, hints[key])
+    if out is _MISSING:
+        raise ConfigError(f"{where}{key} must be {_type_name(hints[key])}, got {value!r}.")
+    setattr(section, key, out)
+
+
+def config_from_dict(raw: dict[str, Any], base: Config | None = None) -> Config:
+    """Merge a nested mapping into a config (a fresh default one unless ``base`` is given), validating it."""
+    cfg = base if base is not None else Config()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(raw).__name__}.")
+    sections = [f.name for f in dataclasses.fields(Config)]
+    for name, values in raw.items():
+        if name not in sections:
+            raise _unknown_key(str(name), sections, "")
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section {name!r} must be a mapping of keys, got {values!r}.")
+        section = getattr(cfg, name)
+        for key, value in values.items():
+            _set_field(section, str(key), value, f"{name}.")
+    validate(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load a YAML config file over the defaults; no file gives the defaults."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}".splitlines()[0]) from exc
+    return config_from_dict(raw)
+
+
+def parse_override(item: str) -> tuple[str, str, Any]:
+    """Split ``section.key=value``; the value is parsed as YAML (so 0.1, true, null, [1, 2] work)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like section.key=value.")
+    dotted, text = item.split("=", 1)
+    parts = dotted.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"override key {dotted!r} must be section.key, e.g. optim.lr.")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    return parts[0], parts[1], value
+
+
+def apply_overrides(cfg: Config, items: list[str]) -> Config:
+    """Apply ``section.key=value`` overrides in order, validating each."""
+    raw: dict[str, dict[str, Any]] = {}
+    for item in items:
+        section, key, value = parse_override(item)
+        raw.setdefault(section, {})[key] = value
+    return config_from_dict(raw, base=cfg)
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+def validate(cfg: Config) -> None:
+    """Range checks that the types alone do not express."""
+    _check(cfg.data.image_size >= 8, f"data.image_size must be at least 8, got {cfg.data.image_size}.")
+    _check(0.0 <= cfg.data.val_fraction < 1.0, f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}.")
+    _check(cfg.data.limit is None or cfg.data.limit > 0, f"data.limit must be positive, got {cfg.data.limit}.")
+    _check(cfg.train.epochs >= 1, f"train.epochs must be at least 1, got {cfg.train.epochs}.")
+    _check(cfg.train.batch_size >= 1, f"train.batch_size must be at least 1, got {cfg.train.batch_size}.")
+    _check(cfg.optim.lr > 0, f"optim.lr must be positive, got {cfg.optim.lr}.")
+    _check(cfg.optim.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {cfg.optim.weight_decay}.")
+    _check(len(cfg.optim.betas) == 2, f"optim.betas must be two numbers, got {cfg.optim.betas}.")
+    _check(
+        0.0 <= cfg.train.label_smoothing < 1.0,
+        f"train.label_smoothing must be in [0, 1), got {cfg.train.label_smoothing}.",
+    )
+    _check(
+        cfg.train.grad_clip is None or cfg.train.grad_clip > 0,
+        f"train.grad_clip must be positive or null, got {cfg.train.grad_clip}.",
+    )
+    _check(cfg.schedule.step_epochs > 0, f"schedule.step_epochs must be positive, got {cfg.schedule.step_epochs}.")
+    _check(
+        cfg.schedule.warmup_epochs >= 0,
+        f"schedule.warmup_epochs must be >= 0, got {cfg.schedule.warmup_epochs}.",
+    )
+    for key in ("drop_rate", "drop_path_rate"):
+        value = getattr(cfg.model, key)
+        _check(value is None or 0.0 <= value < 1.0, f"model.{key} must be in [0, 1) or null, got {value}.")

@@ -1,0 +1,110 @@
+"""Batches from in-memory uint8 tensors, augmented and normalized on the training device.
+
+Every batch is a pure function of (seed, epoch, batch index): the epoch's order comes from a generator seeded
+with (seed, epoch), each batch's augmentation from one seeded with (seed, epoch, batch). A run resumed in the
+middle of an epoch therefore continues with exactly the batches it would have seen, and under ``torchrun``
+each process takes its own share of the same order (``rank::world_size``, padded like DistributedSampler).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+
+from papernets.data.transforms import normalize, random_crop, random_flip, resize
+
+__all__ = ["TensorLoader", "batch_seed"]
+
+_PRIME = 1_000_003
+
+
+def batch_seed(seed: int, epoch: int, batch: int = -1) -> int:
+    return ((seed * _PRIME + epoch) * _PRIME + batch + 1) % (2**63 - 1)
+
+
+class TensorLoader:
+    """Iterate (images, labels) batches of an in-memory split.
+
+    ``train=True``: shuffled each epoch, random crop / flip (as the dataset allows), a last batch of fewer than
+    two images is dropped (batch normalization needs two). ``train=False``: in order, no augmentation.
+    ``image_size`` may be changed between epochs (progressive resizing).
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        image_size: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        train: bool,
+        device: torch.device,
+        seed: int = 0,
+        flip: bool = False,
+        crop_padding: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        channels_last: bool = False,
+    ) -> None:
+        self.images, self.labels = images, labels
+        self.batch_size, self.image_size = batch_size, image_size
+        self.mean, self.std = mean, std
+        self.train, self.device, self.seed = train, device, seed
+        self.flip, self.crop_padding = flip and train, crop_padding if train else 0
+        self.rank, self.world_size = rank, world_size
+        self.channels_last = channels_last
+        self.pin = device.type == "cuda"
+
+    @property
+    def num_samples(self) -> int:
+        """Images this process sees per epoch."""
+        n = len(self.images)
+        if not self.train:
+            return len(range(self.rank, n, self.world_size))
+        return math.ceil(n / self.world_size)
+
+    def __len__(self) -> int:
+        n = self.num_samples
+        if self.train:
+            full, rest = divmod(n, self.batch_size)
+            return full + (1 if rest >= 2 else 0)
+        return math.ceil(n / self.batch_size)
+
+    def _indices(self, epoch: int) -> torch.Tensor:
+        n = len(self.images)
+        if not self.train:
+            return torch.arange(self.rank, n, self.world_size)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(batch_seed(self.seed, epoch)))
+        per_rank = math.ceil(n / self.world_size)
+        if per_rank * self.world_size > n:  # pad by wrapping so every process has the same number of batches
+            order = torch.cat([order, order[: per_rank * self.world_size - n]])
+        return order[self.rank :: self.world_size]
+
+    def batches(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of ``epoch``, starting at batch index ``start``."""
+        idx = self._indices(epoch)
+        for b in range(start, len(self)):
+            sel = idx[b * self.batch_size : (b + 1) * self.batch_size]
+            yield self.make_batch(sel, epoch, b)
+
+    def make_batch(self, sel: torch.Tensor, epoch: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.images[sel], self.labels[sel]
+        if self.pin:
+            x, y = x.pin_memory(), y.pin_memory()
+        x = x.to(self.device, non_blocking=True)
+        y = y.to(self.device, non_blocking=True)
+        if self.train and (self.crop_padding > 0 or self.flip):
+            g = torch.Generator().manual_seed(batch_seed(self.seed, epoch, b))
+            x = random_crop(x, self.crop_padding, g)
+            if self.flip:
+                x = random_flip(x, g)
+        x = normalize(resize(x.float().div_(255.0), self.image_size), self.mean, self.std)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.batches(0)

@@ -1,0 +1,478 @@
+"""The training loop: config in, run directory out.
+
+    config -> dataset, model, optimizer, schedule -> epochs of (train, validate, checkpoint) -> test once
+    -> run directory (config.yaml, metrics.csv, summary.json, checkpoints/, plots/)
+
+Nothing here knows a model's name: the model comes from the registry. The loop runs unchanged in one process
+or under ``torchrun`` (see ``distributed.py``). Resuming is exact: every random number comes from a saved RNG
+state or from the (seed, epoch, batch) of the loader, so an interrupted and resumed run ends with the same
+metrics and weights as the same run done in one go (on CPU; GPU kernels may be non-deterministic).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import platform
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+import papernets
+from papernets.config import Config, ConfigError, config_from_dict, config_to_dict
+from papernets.data import Splits, TensorLoader, load_dataset
+from papernets.engine import distributed as dist_utils
+from papernets.engine.checkpoint import load_checkpoint, save_checkpoint
+from papernets.engine.plots import plot_curves
+from papernets.engine.progress import Progress, format_seconds
+from papernets.engine.speed import use_channels_last
+from papernets.optim import create_optimizer, create_schedule
+from papernets.registry import create_model, get_entry
+
+__all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "METRIC_COLUMNS", "evaluate", "build_model"]
+
+METRIC_COLUMNS = [
+    "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s", "train_img_per_s",
+]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Ctrl-C (SIGINT) or SIGTERM: the state at the current step was saved to ``last.pt``."""
+
+
+@dataclass
+class EpochProgress:
+    """Running sums of the epoch in progress (saved in a mid-epoch checkpoint)."""
+
+    step: int = 0
+    loss_sum: float = 0.0
+    correct: float = 0.0
+    seen: float = 0.0
+    time_s: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # completed epochs
+    global_step: int = 0
+    best_val_acc: float = -1.0
+    best_epoch: int = 0
+    wall_time_s: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+    partial: EpochProgress = field(default_factory=EpochProgress)
+
+
+def build_model(cfg: Config, num_classes: int, in_chans: int, image_size: int | None = None) -> nn.Module:
+    """The configured model for a dataset with ``num_classes`` classes and ``in_chans`` channels."""
+    m = cfg.model
+    kwargs: dict[str, Any] = dict(m.kwargs)
+    for key in ("drop_rate", "drop_path_rate", "small_input"):
+        if getattr(m, key) is not None:
+            kwargs[key] = getattr(m, key)
+    if m.pretrained:
+        kwargs["pretrained"] = m.pretrained
+    return create_model(
+        m.name,
+        num_classes=m.num_classes or num_classes,
+        in_chans=m.in_chans or in_chans,
+        img_size=image_size or cfg.data.image_size,
+        **kwargs,
+    )
+
+
+def split_output(output: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Logits and auxiliary logits (GoogLeNet, Inception-v3 return ``(logits, [aux, ...])`` in training)."""
+    if isinstance(output, tuple | list):
+        logits, aux = output
+        return logits, list(aux)
+    return output, []
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, loader: TensorLoader, info: dist_utils.DistInfo, amp_dtype: torch.dtype | None = None
+) -> dict[str, float]:
+    """Loss, top-1 and top-5 accuracy over a split (summed across processes)."""
+    model.eval()
+    loss_sum = correct = correct5 = seen = 0.0
+    for x, y in loader.batches(0):
+        with _autocast(x.device, amp_dtype):
+            logits, _ = split_output(model(x))
+        logits = logits.float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        correct += (top[:, 0] == y).sum().item()
+        correct5 += (top == y[:, None]).any(dim=1).sum().item()
+        seen += len(y)
+    loss_sum, correct, correct5, seen = dist_utils.all_reduce_sum([loss_sum, correct, correct5, seen], info)
+    seen = max(seen, 1.0)
+    return {"loss": loss_sum / seen, "acc": correct / seen, "top5": correct5 / seen, "images": seen}
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    if mode == "off":
+        return None
+    if mode == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if mode == "fp16" and device.type != "cuda":
+        raise ConfigError("train.amp=fp16 needs a CUDA device; on CPU use 'bf16' or 'off'.")
+    return torch.float16 if mode == "fp16" else torch.bfloat16
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def versions() -> dict[str, str]:
+    import torchvision
+
+    return {
+        "papernets": papernets.__version__,
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
+        "python": platform.python_version(),
+    }
+
+
+class Trainer:
+    """Train ``cfg`` into ``run_dir``; ``resume`` is a loaded checkpoint to continue from."""
+
+    def __init__(
+        self, cfg: Config, run_dir: Path, resume: dict[str, Any] | None = None, stream=sys.stderr
+    ) -> None:
+        self.cfg, self.run_dir, self.stream = cfg, Path(run_dir), stream
+        self.info = dist_utils.init_distributed(cfg.train.device)
+        self.device = self.info.device
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        self.amp_dtype = _amp_dtype(cfg.train.amp, self.device)
+
+        torch.manual_seed(cfg.train.seed)
+        self.data: Splits = load_dataset(
+            cfg.data.name, cfg.data.root, cfg.data.val_fraction, cfg.data.limit, cfg.data.download,
+            cfg.data.split_seed, cfg.data.image_size,
+        )
+        self.entry = get_entry(cfg.model.name)
+        self.model = build_model(cfg, self.data.num_classes, self.data.in_chans).to(self.device)
+        channels_last = cfg.train.channels_last
+        if channels_last is None:
+            channels_last = use_channels_last(self.entry.family, self.device)
+        self.channels_last = channels_last
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.net: nn.Module = self.model
+        if self.info.enabled:
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        torch.manual_seed(cfg.train.seed + 1000 * self.info.rank)  # dropout etc. differ per process
+
+        common = dict(image_size=cfg.data.image_size, mean=self.data.mean, std=self.data.std, device=self.device,
+                      channels_last=channels_last, rank=self.info.rank, world_size=self.info.world_size)
+        self.train_loader = TensorLoader(
+            self.data.train_x, self.data.train_y, cfg.train.batch_size, train=True, seed=cfg.train.seed,
+            flip=self.data.flip and cfg.data.augment, crop_padding=self.data.crop_padding if cfg.data.augment else 0,
+            **common,
+        )
+        eval_bs = cfg.train.eval_batch_size or 2 * cfg.train.batch_size
+        self.val_loader = TensorLoader(self.data.val_x, self.data.val_y, eval_bs, train=False, **common)
+        self.test_loader = TensorLoader(self.data.test_x, self.data.test_y, eval_bs, train=False, **common)
+        if len(self.train_loader) == 0:
+            raise ConfigError(
+                f"train.batch_size {cfg.train.batch_size} leaves no training batch: only "
+                f"{self.train_loader.num_samples} training images per process."
+            )
+
+        self.optimizer = create_optimizer(self.model, cfg.optim)
+        self.schedule = create_schedule(
+            self.optimizer, cfg.schedule, len(self.train_loader), cfg.train.epochs, cfg.optim.lr
+        )
+        use_scaler = self.amp_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
+        self.state = TrainState()
+        self.stop_requested = False
+        if resume is not None:
+            self._restore(resume)
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        s = self.state
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": _rng_state(self.device),
+            "epoch": s.epoch,
+            "global_step": s.global_step,
+            "best_val_acc": s.best_val_acc,
+            "best_epoch": s.best_epoch,
+            "wall_time_s": s.wall_time_s,
+            "history": s.history,
+            "partial": s.partial.as_dict(),
+            "config": config_to_dict(self.cfg),
+            "model_name": self.entry.name,
+            "data": {
+                "name": self.data.name, "classes": self.data.classes, "mean": list(self.data.mean),
+                "std": list(self.data.std), "in_chans": self.data.in_chans, "native_size": self.data.native_size,
+                "num_classes": self.data.num_classes,
+            },
+            "world_size": self.info.world_size,
+            "versions": versions(),
+        }
+
+    def _save(self, name: str) -> None:
+        if self.info.is_main:
+            save_checkpoint(self._checkpoint_state(), self.run_dir / "checkpoints" / name)
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.schedule.load_state_dict(ckpt["schedule"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        if ckpt.get("world_size", 1) == self.info.world_size:
+            _set_rng_state(ckpt["rng"], self.device)
+        s = self.state
+        s.epoch, s.global_step = int(ckpt["epoch"]), int(ckpt["global_step"])
+        s.best_val_acc, s.best_epoch = float(ckpt["best_val_acc"]), int(ckpt["best_epoch"])
+        s.wall_time_s, s.history = float(ckpt["wall_time_s"]), list(ckpt["history"])
+        s.partial = EpochProgress(**ckpt["partial"])
+        if s.partial.step and ckpt.get("world_size", 1) != self.info.world_size:
+            s.partial = EpochProgress()  # a different process count cannot continue mid-epoch: redo the epoch
+
+    # ------------------------------------------------------------------------------------------ the loop
+
+    def _log(self, text: str) -> None:
+        if self.info.is_main:
+            print(text, file=self.stream, flush=True)
+
+    def _handle_signal(self, signum: int, frame: Any) -> None:
+        if self.stop_requested:  # second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.stop_requested = True
+        self._log("\nstopping: saving the current state to checkpoints/last.pt (press Ctrl-C again to abort)")
+
+    def train_epoch(self, epoch: int) -> None:
+        """One epoch (or its remainder, when resuming mid-epoch); updates ``self.state.partial``."""
+        cfg, p = self.cfg, self.state.partial
+        self.net.train()
+        total = len(self.train_loader)
+        bar = Progress(f"epoch {epoch + 1}/{cfg.train.epochs}", total, p.step, self.info.is_main,
+                       cfg.train.log_every, self.stream)
+        aux_weight = float(getattr(self.model, "aux_weight", 0.0))
+        t_start = time.perf_counter() - p.time_s
+        for step, (x, y) in enumerate(self.train_loader.batches(epoch, p.step), start=p.step):
+            with _autocast(self.device, self.amp_dtype):
+                logits, aux = split_output(self.net(x))
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.train.label_smoothing)
+                for a in aux:
+                    loss = loss + aux_weight * F.cross_entropy(
+                        a.float(), y, label_smoothing=cfg.train.label_smoothing
+                    )
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise TrainingDiverged(
+                    f"the loss became {loss_value} at epoch {epoch + 1}, step {step + 1}; stopped, and the last "
+                    f"good checkpoint (epoch {self.state.epoch}) is kept. Try a lower optim.lr or set train.grad_clip."
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if cfg.train.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.schedule.step()
+            self.state.global_step += 1
+            n = len(y)
+            p.step = step + 1
+            p.loss_sum += loss_value * n
+            p.correct += (logits.argmax(1) == y).sum().item()
+            p.seen += n
+            p.time_s = time.perf_counter() - t_start
+            bar.update(step, n * self.info.world_size, p.loss_sum / p.seen, p.correct / p.seen)
+            if dist_utils.broadcast_flag(self.stop_requested, self.info) and p.step < total:
+                self.stop_requested = True
+                self.state.wall_time_s += time.perf_counter() - self._session_start
+                self._session_start = time.perf_counter()
+                self._save("last.pt")
+                raise TrainingInterrupted(f"interrupted at epoch {epoch + 1}, step {p.step}/{total}")
+
+    def fit(self) -> dict[str, Any]:
+        cfg, s = self.cfg, self.state
+        if self.info.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        params = sum(p.numel() for p in self.model.parameters())
+        self._log(
+            f"papernets: {self.entry.name} on {self.data.name} ({len(self.data.train_x)} train / "
+            f"{len(self.data.val_x)} val / {len(self.data.test_x)} test, {self.data.in_chans}x{cfg.data.image_size}"
+            f"x{cfg.data.image_size}), {params:,} params, {self.device}"
+            + (f" x{self.info.world_size} processes" if self.info.enabled else "")
+            + f" -> {self.run_dir}"
+        )
+        if s.epoch or s.partial.step:
+            self._log(f"resuming after epoch {s.epoch}" + (f", step {s.partial.step}" if s.partial.step else ""))
+        self._session_start = time.perf_counter()
+        old_handlers = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread
+                old_handlers[sig] = signal.signal(sig, self._handle_signal)
+        try:
+            for epoch in range(s.epoch, cfg.train.epochs):
+                self.train_epoch(epoch)
+                p = s.partial
+                train_loss, train_acc, seen, epoch_time = dist_utils.all_reduce_sum(
+                    [p.loss_sum, p.correct, p.seen, p.time_s], self.info
+                )
+                epoch_time /= self.info.world_size
+                val = evaluate(self.net, self.val_loader, self.info, self.amp_dtype) if len(self.data.val_x) else None
+                row = {
+                    "epoch": epoch + 1,
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "train_loss": train_loss / seen,
+                    "train_acc": train_acc / seen,
+                    "val_loss": val["loss"] if val else float("nan"),
+                    "val_acc": val["acc"] if val else float("nan"),
+                    "epoch_time_s": epoch_time,
+                    "train_img_per_s": seen / epoch_time if epoch_time > 0 else 0.0,
+                }
+                s.history.append(row)
+                s.epoch, s.partial = epoch + 1, EpochProgress()
+                improved = val is not None and val["acc"] > s.best_val_acc
+                if improved:
+                    s.best_val_acc, s.best_epoch = val["acc"], epoch + 1
+                now = time.perf_counter()
+                s.wall_time_s += now - self._session_start
+                self._session_start = now
+                if cfg.output.checkpoint:
+                    self._save("last.pt")
+                if improved and cfg.output.save_best:
+                    self._save("best.pt")
+                self._write_metrics()
+                left = epoch_time * (cfg.train.epochs - epoch - 1)
+                self._log(
+                    f"epoch {epoch + 1}/{cfg.train.epochs}: train loss {row['train_loss']:.4f} "
+                    f"acc {row['train_acc'] * 100:.2f}% | val loss {row['val_loss']:.4f} "
+                    f"acc {row['val_acc'] * 100:.2f}%{' (best)' if improved else ''} | {epoch_time:.1f}s, "
+                    f"{row['train_img_per_s']:.0f} img/s, left {format_seconds(left)}"
+                )
+                if dist_utils.broadcast_flag(self.stop_requested, self.info) and epoch + 1 < cfg.train.epochs:
+                    if not cfg.output.checkpoint:
+                        self._save("last.pt")
+                    raise TrainingInterrupted(f"interrupted after epoch {epoch + 1}")
+            return self._finish()
+        finally:
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+
+    def _write_metrics(self) -> None:
+        if not self.info.is_main:
+            return
+        path = self.run_dir / "metrics.csv"
+        tmp = path.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            for row in self.state.history:
+                writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) and k == "lr" else v) for k, v in row.items()})
+        tmp.replace(path)
+
+    def _finish(self) -> dict[str, Any]:
+        """Test the best-validation weights once, write summary.json and the plots."""
+        cfg, s = self.cfg, self.state
+        best_path = self.run_dir / "checkpoints" / "best.pt"
+        dist_utils.barrier(self.info)
+        tested = "last"
+        if cfg.output.save_best and best_path.is_file():
+            self.model.load_state_dict(load_checkpoint(best_path, self.device)["model"])
+            tested = f"best (epoch {s.best_epoch})"
+        test = evaluate(self.net, self.test_loader, self.info, self.amp_dtype)
+        from papernets.bench.profile import meta_model_stats
+
+        in_chans = cfg.model.in_chans or self.data.in_chans
+        kwargs = {k: v for k, v in cfg.model.kwargs.items()}
+        if cfg.model.small_input is not None:
+            kwargs["small_input"] = cfg.model.small_input
+        _, macs = meta_model_stats(
+            self.entry.name, img_size=cfg.data.image_size, in_chans=in_chans,
+            num_classes=cfg.model.num_classes or self.data.num_classes, **kwargs,
+        )
+        s.wall_time_s += time.perf_counter() - self._session_start
+        self._session_start = time.perf_counter()
+        summary = {
+            "model": self.entry.name,
+            "dataset": self.data.name,
+            "image_size": cfg.data.image_size,
+            "batch_size": cfg.train.batch_size,
+            "epochs": s.epoch,
+            "best_val_acc": s.best_val_acc if s.best_val_acc >= 0 else None,
+            "best_epoch": s.best_epoch,
+            "test_acc": test["acc"],
+            "test_top5": test["top5"],
+            "test_loss": test["loss"],
+            "tested_weights": tested,
+            "params": sum(p.numel() for p in self.model.parameters()),
+            "gmacs": macs / 1e9,
+            "gflops": 2 * macs / 1e9,
+            "wall_time_s": s.wall_time_s,
+            "device": str(self.device),
+            "world_size": self.info.world_size,
+            "channels_last": self.channels_last,
+            "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
+            "versions": versions(),
+        }
+        if self.info.is_main:
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            if cfg.output.plots and s.history:
+                plot_curves(s.history, self.run_dir / "plots", f"{self.entry.name} on {self.data.name}")
+            self._log(
+                f"test accuracy {test['acc'] * 100:.2f}% (top-5 {test['top5'] * 100:.2f}%, {tested} weights), "
+                f"best val {s.best_val_acc * 100:.2f}% at epoch {s.best_epoch}, wall time "
+                f"{format_seconds(s.wall_time_s)} -> {self.run_dir}"
+            )
+        dist_utils.barrier(self.info)
+        return summary
+
+
+def config_from_checkpoint(ckpt: dict[str, Any]) -> Config:
+    return config_from_dict(ckpt["config"])

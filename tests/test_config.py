@@ -1,0 +1,73 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from papernets.config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict, load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_base_config_is_the_classic_one():
+    cfg = load_config(CONFIGS / "base.yaml")
+    assert (cfg.train.epochs, cfg.optim.lr, cfg.train.batch_size, cfg.data.image_size, cfg.optim.name) == (
+        10, 0.001, 128, 224, "adam")
+
+
+def test_quickstart_config_is_resnet18_on_fashion_mnist_28px():
+    cfg = load_config(CONFIGS / "quickstart.yaml")
+    assert (cfg.model.name, cfg.data.name, cfg.data.image_size) == ("resnet18", "fashion-mnist", 28)
+    assert cfg.train.epochs <= 3
+
+
+def test_precedence_yaml_then_flags_then_set(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"optim": {"lr": 0.5, "name": "sgd"}, "train": {"epochs": 3}}))
+    cfg = load_config(path)
+    assert (cfg.optim.lr, cfg.optim.name, cfg.train.epochs) == (0.5, "sgd", 3)
+    cfg = config_from_dict({"optim": {"lr": 0.25}}, base=cfg)  # what a --lr flag does
+    assert (cfg.optim.lr, cfg.optim.name) == (0.25, "sgd")
+    cfg = apply_overrides(cfg, ["optim.lr=0.125", "model.kwargs={zero_init_last: true}", "data.limit=null"])
+    assert cfg.optim.lr == 0.125 and cfg.model.kwargs == {"zero_init_last": True} and cfg.data.limit is None
+
+
+def test_unknown_key_suggests_the_closest():
+    with pytest.raises(ConfigError, match=r"unknown config key optim\.'lrr'.*Did you mean optim\.lr\?"):
+        config_from_dict({"optim": {"lrr": 0.1}})
+    with pytest.raises(ConfigError, match="Did you mean train"):
+        config_from_dict({"trian": {"epochs": 1}})
+
+
+@pytest.mark.parametrize("override,match", [
+    ("train.epochs=ten", "train.epochs must be an integer, got 'ten'"),
+    ("train.epochs=2.5", "train.epochs must be an integer"),
+    ("optim.name=adagrad", "optim.name must be one of 'sgd', 'adam', 'adamw', 'rmsprop'"),
+    ("data.augment=yes please", "data.augment must be true or false"),
+    ("optim.betas=[0.9]", "optim.betas must be two numbers"),
+    ("data.val_fraction=1.5", r"data.val_fraction must be in \[0, 1\)"),
+    ("optim.lr=-1", "optim.lr must be positive"),
+    ("epochs=3", "must be section.key"),
+])
+def test_wrong_values_are_errors(override, match):
+    with pytest.raises(ConfigError, match=match):
+        apply_overrides(Config(), [override])
+
+
+def test_int_is_accepted_where_a_float_is_expected():
+    assert apply_overrides(Config(), ["optim.lr=1"]).optim.lr == 1.0
+
+
+def test_roundtrip_through_yaml(tmp_path):
+    cfg = apply_overrides(Config(), ["model.name=lenet5", "train.grad_clip=1.0"])
+    path = tmp_path / "saved.yaml"
+    path.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    assert load_config(path) == cfg
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)

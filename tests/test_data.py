@@ -1,0 +1,148 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import write_cifar, write_idx, write_mnist
+from papernets.data import DatasetError, TensorLoader, load_dataset
+from papernets.data.datasets import read_cifar_batch, read_idx
+
+
+def test_real_fashion_mnist(fashion_root):
+    d = load_dataset("fashion-mnist", val_fraction=0.1)
+    assert d.train_x.dtype == torch.uint8 and d.train_x.shape[1:] == (1, 28, 28)
+    assert len(d.train_x) == 54_000 and len(d.val_x) == 6_000 and len(d.test_x) == 10_000
+    assert d.classes[0] == "T-shirt/top" and d.num_classes == 10
+    assert torch.bincount(d.test_y).tolist() == [1000] * 10
+    assert d.flip and d.crop_padding == 2
+
+
+def test_validation_split_is_seeded_and_disjoint(fashion_root):
+    a = load_dataset("fashion-mnist", val_fraction=0.1, split_seed=0)
+    b = load_dataset("fashion-mnist", val_fraction=0.1, split_seed=0)
+    c = load_dataset("fashion-mnist", val_fraction=0.1, split_seed=1)
+    assert torch.equal(a.val_x, b.val_x) and not torch.equal(a.val_x, c.val_x)
+    train_rows = {bytes(x.numpy()) for x in a.train_x[:3000]}
+    assert not any(bytes(x.numpy()) in train_rows for x in a.val_x[:3000])
+
+
+def test_limit_caps_every_split(fashion_root):
+    d = load_dataset("fashion-mnist", limit=100)
+    assert (len(d.train_x), len(d.val_x), len(d.test_x)) == (100, 100, 100)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_mnist_idx_files(tmp_path, gz):
+    write_mnist(tmp_path, n_train=50, n_test=20, gz=gz)
+    d = load_dataset("mnist", root=str(tmp_path), val_fraction=0.2)
+    assert (len(d.train_x), len(d.val_x), len(d.test_x)) == (40, 10, 20)
+    assert d.train_x.shape[1:] == (1, 28, 28) and not d.flip  # no flips for digits
+    assert d.mean == (0.1307,)
+
+
+def test_idx_reader_rejects_corrupt_files(tmp_path):
+    write_idx(tmp_path / "x", np.zeros((3, 4, 4), np.uint8), gz=False)
+    assert read_idx(tmp_path / "x").shape == (3, 4, 4)
+    (tmp_path / "y").write_bytes((tmp_path / "x").read_bytes()[:-5])
+    with pytest.raises(DatasetError, match="truncated"):
+        read_idx(tmp_path / "y")
+    (tmp_path / "z").write_bytes(b"not an idx file")
+    with pytest.raises(DatasetError, match="magic"):
+        read_idx(tmp_path / "z")
+
+
+@pytest.mark.parametrize("kind,classes,first", [("cifar10", 10, "c10_0"), ("cifar100", 100, "c100_0")])
+def test_cifar_python_batches(tmp_path, kind, classes, first):
+    write_cifar(tmp_path, kind, per_batch=20)
+    d = load_dataset(kind, root=str(tmp_path), val_fraction=0.1)
+    n_train = 100 if kind == "cifar10" else 20
+    assert len(d.train_x) + len(d.val_x) == n_train and len(d.test_x) == 20
+    assert d.train_x.shape[1:] == (3, 32, 32) and d.num_classes == classes and d.classes[0] == first
+    raw = read_cifar_batch(tmp_path / ("cifar-10-batches-py/test_batch" if kind == "cifar10" else "cifar-100-python/test"))
+    assert torch.equal(d.test_x[0].flatten(), torch.from_numpy(np.asarray(raw["data"][0])))
+
+
+def test_cifar_reader_refuses_arbitrary_objects(tmp_path):
+    import pickle
+
+    path = tmp_path / "evil"
+    path.write_bytes(pickle.dumps({"data": Image.new("L", (1, 1))}, protocol=2))
+    with pytest.raises(DatasetError, match="refusing"):
+        read_cifar_batch(path)
+
+
+def _write_tree(root, mode):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("test", 2)):
+        for cls in ("cat", "dog"):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                shape = (40, 50) if mode == "L" else (40, 50, 3)
+                Image.fromarray((rng.random(shape) * 255).astype(np.uint8), mode).save(root / split / cls / f"{i}.png")
+
+
+@pytest.mark.parametrize("mode,chans", [("L", 1), ("RGB", 3)])
+def test_imagefolder(tmp_path, mode, chans):
+    _write_tree(tmp_path, mode)
+    d = load_dataset("imagefolder", root=str(tmp_path), val_fraction=0.25, image_size=32)
+    assert d.classes == ["cat", "dog"] and d.in_chans == chans
+    assert d.train_x.shape[1:] == (chans, 32, 32) and len(d.train_x) + len(d.val_x) == 12 and len(d.test_x) == 4
+
+
+def test_imagefolder_names_a_corrupt_image(tmp_path):
+    _write_tree(tmp_path, "RGB")
+    (tmp_path / "train" / "cat" / "broken.png").write_bytes(b"\x89PNG garbage")
+    with pytest.raises(DatasetError, match="broken.png"):
+        load_dataset("imagefolder", root=str(tmp_path), image_size=32)
+
+
+def test_missing_dataset_says_where_it_looked_and_how_to_get_it(tmp_path):
+    with pytest.raises(DatasetError, match=rf"'mnist' not found \(looked in {tmp_path}.*data.download=true"):
+        load_dataset("mnist", root=str(tmp_path))
+
+
+def test_unknown_dataset_suggests():
+    with pytest.raises(DatasetError, match="Did you mean fashion-mnist"):
+        load_dataset("fashion_mnist")
+
+
+def _loader(d, train=True, **kw):
+    args = dict(batch_size=16, image_size=28, mean=d.mean, std=d.std, train=train, device=torch.device("cpu"),
+                seed=3, flip=d.flip, crop_padding=d.crop_padding)
+    args.update(kw)
+    return TensorLoader(d.train_x, d.train_y, **args)
+
+
+def test_loader_is_deterministic_per_epoch_and_resumable(fashion_root):
+    d = load_dataset("fashion-mnist", limit=200)
+    a, b = list(_loader(d).batches(1)), list(_loader(d).batches(1))
+    assert all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(a, b, strict=True))
+    other = list(_loader(d).batches(2))
+    assert not torch.equal(a[0][1], other[0][1])
+    tail = list(_loader(d).batches(1, start=5))
+    assert all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(a[5:], tail, strict=True))
+    x, _ = a[0]
+    assert x.dtype == torch.float32 and abs(x.mean().item()) < 1.0  # normalized
+
+
+def test_loader_augments_only_in_training(fashion_root):
+    d = load_dataset("fashion-mnist", limit=64)
+    plain = _loader(d, train=False).make_batch(torch.arange(16), 0, 0)[0]
+    aug = _loader(d, train=True).make_batch(torch.arange(16), 0, 0)[0]
+    assert plain.shape == aug.shape and not torch.equal(plain, aug)
+    ref = (d.train_x[:16].float() / 255 - d.mean[0]) / d.std[0]
+    torch.testing.assert_close(plain, ref)
+
+
+def test_loader_resizes(fashion_root):
+    d = load_dataset("fashion-mnist", limit=32)
+    x, _ = next(iter(_loader(d, image_size=64).batches(0)))
+    assert x.shape == (16, 1, 64, 64)
+
+
+def test_loader_shards_across_processes(fashion_root):
+    d = load_dataset("fashion-mnist", limit=101)
+    seen = torch.cat([_loader(d, rank=r, world_size=2)._indices(0) for r in range(2)])
+    assert len(seen) == 102 and set(seen.tolist()) == set(range(101))  # padded by one, every image seen
+    evals = [_loader(d, train=False, rank=r, world_size=2)._indices(0) for r in range(2)]
+    assert sorted(torch.cat(evals).tolist()) == list(range(101))  # evaluation: each image exactly once

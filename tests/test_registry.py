@@ -1,0 +1,94 @@
+import pytest
+import torch
+
+import papernets
+from papernets.registry import ModelConfigError, UnknownModelError, resolve_name
+
+
+def test_list_models_sorted_and_filtered():
+    names = papernets.list_models()
+    assert names == sorted(names)
+    assert {"lenet5", "lenet5_bn", "resnet18", "resnet34"} <= set(names)
+    assert papernets.list_models("resnet*") == sorted(n for n in names if n.startswith("resnet"))
+    assert papernets.list_models("no_such_*") == []
+
+
+def test_aliases_resolve_to_paper_names():
+    assert resolve_name("resnet") == "resnet18"
+    assert resolve_name("ResNet-18") == "resnet18"
+    assert resolve_name("bn_convnet") == "lenet5_bn"
+
+
+def test_unknown_model_suggests_close_matches():
+    with pytest.raises(UnknownModelError, match="resnet18"):
+        papernets.create_model("resnet81")
+
+
+def test_model_info_fields():
+    info = papernets.model_info("resnet18")
+    assert info["year"] == 2015
+    assert info["url"].startswith("https://arxiv.org/abs/1512.03385")
+    assert info["family"] == "resnet"
+    assert info["default_img_size"] == 224 and info["min_img_size"] >= 1
+    assert "Residual" in info["paper"]
+
+
+def test_create_model_rejects_image_below_minimum():
+    minimum = papernets.model_info("lenet5")["min_img_size"]
+    with pytest.raises(ModelConfigError, match=f"minimum of {minimum}"):
+        papernets.create_model("lenet5", img_size=minimum - 1)
+
+
+def test_pretrained_unknown_library_is_an_error():
+    with pytest.raises(ModelConfigError, match="no 'timm' weights"):
+        papernets.create_model("lenet5", pretrained="timm")
+
+
+@pytest.mark.parametrize("name,expected", [("resnet18", 11_689_512), ("resnet34", 21_797_672)])
+def test_resnet_imagenet_param_counts(name, expected):
+    with torch.device("meta"):
+        model = papernets.create_model(name)
+    assert sum(p.numel() for p in model.parameters()) == expected
+
+
+def test_resnet_small_input_form():
+    small = papernets.create_model("resnet18", num_classes=10, in_chans=1, img_size=28)
+    assert small.conv1.kernel_size == (3, 3) and small.conv1.stride == (1, 1)
+    assert isinstance(small.maxpool, torch.nn.Identity)
+    assert small.forward_features(torch.randn(2, 1, 28, 28)).shape == (2, 512, 4, 4)
+    forced = papernets.create_model("resnet18", img_size=28, small_input=False)
+    assert forced.conv1.kernel_size == (7, 7)
+
+
+def test_lenet5_matches_the_paper():
+    model = papernets.create_model("lenet5", num_classes=10, in_chans=1, img_size=32)
+    # C1 156 + S2 12 + C3 1,516 (Table I) + S4 32 + C5 48,120 + F6 10,164 = 60,000; output 84 x 10 + 10.
+    assert sum(p.numel() for p in model.features.c3.parameters()) == 1516
+    assert sum(p.numel() for p in model.parameters()) == 60_000 + 850
+    at28 = papernets.create_model("lenet5", num_classes=10, in_chans=1, img_size=28)
+    assert sum(p.numel() for p in at28.parameters()) == 60_850  # C1 pads by 2: the paper's 32x32 field
+    assert at28(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_resnet_torchvision_weights_give_identical_logits():
+    from papernets.pretrained import reference_model
+
+    ref = reference_model("torchvision", "resnet18").eval()
+    ours = papernets.create_model("resnet18").eval()
+    entry = papernets.registry.get_entry("resnet18")
+    ours.load_state_dict(entry.pretrained["torchvision"].convert(ref.state_dict(), ours), strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    torch.testing.assert_close(ours(x), ref(x), atol=1e-5, rtol=1e-5)
+
+
+def test_pretrained_file_is_mapped_and_adapted(tmp_path):
+    from papernets.pretrained import reference_model
+
+    ref = reference_model("torchvision", "resnet18").eval()
+    path = tmp_path / "resnet18.pth"
+    torch.save(ref.state_dict(), path)
+    model = papernets.create_model("resnet18", num_classes=10, in_chans=1, img_size=224, pretrained="torchvision",
+                                   pretrained_file=str(path)).eval()
+    torch.testing.assert_close(model.conv1.weight, ref.conv1.weight.sum(1, keepdim=True))
+    torch.testing.assert_close(model.layer4[1].conv2.weight, ref.layer4[1].conv2.weight)
+    assert model(torch.randn(2, 1, 64, 64)).shape == (2, 10)

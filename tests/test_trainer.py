@@ -1,0 +1,184 @@
+"""The trainer end to end on the real Fashion-MNIST: run directory, accuracy, exact resume, Ctrl-C, divergence."""
+
+import csv
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import run_cli
+from papernets.config import apply_overrides, load_config
+from papernets.engine.checkpoint import load_checkpoint
+from papernets.engine.trainer import METRIC_COLUMNS, Trainer, TrainingDiverged
+from papernets.optim import create_schedule
+from papernets.config import ScheduleConfig
+
+QUICK = ["--model", "lenet5_bn", "--dataset", "fashion-mnist", "--image-size", "28", "--batch-size", "64",
+         "--optimizer", "sgd", "--lr", "0.05", "--set", "schedule.name=cosine", "--set", "model.drop_rate=0.1"]
+DETERMINISTIC = ["--set", "train.threads=1"]
+
+
+def _rows(run):
+    with (run / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def _exact_columns(rows):
+    return [{k: r[k] for k in ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc")} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, fashion_root):
+    out = tmp_path_factory.mktemp("runs")
+    res = run_cli("train", *QUICK, "--epochs", "2", "--set", "data.limit=6000", "--out", str(out), "--name", "r")
+    assert res.returncode == 0, res.stderr[-2000:]
+    return out / "r", res
+
+
+def test_run_directory_is_complete(trained_run):
+    run, res = trained_run
+    for rel in ("config.yaml", "metrics.csv", "summary.json", "checkpoints/last.pt", "checkpoints/best.pt",
+                "plots/accuracy.png", "plots/loss.png"):
+        assert (run / rel).is_file(), rel
+    rows = _rows(run)
+    assert list(rows[0]) == METRIC_COLUMNS and [int(r["epoch"]) for r in rows] == [1, 2]
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("best_val_acc", "test_acc", "params", "gmacs", "epochs", "wall_time_s", "versions"):
+        assert key in summary
+    assert summary["epochs"] == 2 and summary["params"] == 61_302 and 0 < summary["test_acc"] <= 1
+    assert summary["best_val_acc"] == max(float(r["val_acc"]) for r in rows)
+    assert set(summary["versions"]) >= {"papernets", "torch", "torchvision"}
+    with Image.open(run / "plots" / "accuracy.png") as img:
+        assert img.size[0] > 300 and img.size[1] > 200
+    assert f"test accuracy {summary['test_acc'] * 100:.2f}%" in res.stderr
+    saved = load_config(run / "config.yaml")
+    assert saved.model.name == "lenet5_bn" and saved.train.epochs == 2
+
+
+def test_short_real_training_clears_the_threshold(trained_run):
+    summary = json.loads((trained_run[0] / "summary.json").read_text())
+    assert summary["test_acc"] > 0.78, summary  # LeNet-5 + BN, 2 epochs on 6,000 Fashion-MNIST images
+
+
+def test_checkpoint_contents_and_weights_only(trained_run):
+    ckpt = load_checkpoint(trained_run[0] / "checkpoints" / "last.pt")  # torch.load(weights_only=True)
+    for key in ("model", "optimizer", "schedule", "scaler", "rng", "epoch", "global_step", "config", "history"):
+        assert key in ckpt
+    assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 2 and ckpt["data"]["classes"][9] == "Ankle boot"
+
+
+def _resume_base(tmp_path):
+    return [*QUICK, *DETERMINISTIC, "--epochs", "3", "--set", "data.limit=4000", "--out", str(tmp_path)]
+
+
+def _final_weights(run):
+    return load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+
+
+def _assert_same_run(a, b):
+    assert _exact_columns(_rows(a)) == _exact_columns(_rows(b))
+    wa, wb = _final_weights(a), _final_weights(b)
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa), "final weights differ"
+    sa, sb = (json.loads((r / "summary.json").read_text()) for r in (a, b))
+    assert sa["test_acc"] == sb["test_acc"]
+
+
+@pytest.fixture(scope="module")
+def one_go(tmp_path_factory, fashion_root):
+    out = tmp_path_factory.mktemp("onego")
+    res = run_cli("train", *_resume_base(out), "--name", "full")
+    assert res.returncode == 0, res.stderr[-2000:]
+    return out / "full"
+
+
+def _popen(args):
+    return subprocess.Popen([sys.executable, "-m", "papernets", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_then_resume_is_bit_identical(tmp_path, one_go):
+    run = tmp_path / "killed"
+    proc = _popen(["train", *_resume_base(tmp_path), "--name", "killed"])
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if (run / "metrics.csv").is_file() and len(_rows(run)) >= 1:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    proc.communicate()
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert ckpt["epoch"] < 3 and not (run / "summary.json").exists(), "the run finished before it was killed"
+    res = run_cli("train", "--resume", str(run))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "resuming after epoch" in res.stderr
+    _assert_same_run(one_go, run)
+
+
+def test_ctrl_c_saves_mid_epoch_and_resume_is_bit_identical(tmp_path, one_go):
+    run = tmp_path / "stopped"
+    proc = _popen(["train", *_resume_base(tmp_path), "--name", "stopped"])
+    for line in proc.stderr:
+        if line.startswith("epoch 2/3 ") and "/" in line.split()[2] and int(line.split()[2].split("/")[0]) >= 5:
+            proc.send_signal(signal.SIGINT)
+            break
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    assert "--resume" in err
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert ckpt["epoch"] == 1 and ckpt["partial"]["step"] >= 5, "expected a mid-epoch checkpoint in epoch 2"
+    res = run_cli("train", "--resume", str(run))
+    assert res.returncode == 0, res.stderr[-2000:]
+    _assert_same_run(one_go, run)
+
+
+def test_resume_can_extend_epochs_but_not_change_the_config(tmp_path, trained_run):
+    res = run_cli("train", "--resume", str(trained_run[0]), "--lr", "0.5")
+    assert res.returncode == 2 and "only --epochs may change" in res.stderr
+    res = run_cli("train", "--resume", str(trained_run[0]), "--epochs", "1")
+    assert res.returncode == 2 and "below the 2 epochs already done" in res.stderr
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, fashion_root):
+    cfg = apply_overrides(load_config(None), [
+        "model.name=lenet5", "data.name=fashion-mnist", "data.image_size=28", "data.limit=512", "train.epochs=1",
+        "train.batch_size=64", "optim.name=sgd", "optim.lr=0.01"])
+    Trainer(cfg, tmp_path / "r").fit()
+    good = load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")
+    cfg.train.epochs = 2
+    trainer = Trainer(cfg, tmp_path / "r", resume=good)
+    trainer.schedule.base_lrs = [1e38]
+    trainer.schedule.load_state_dict(trainer.schedule.state_dict())
+    with pytest.raises(TrainingDiverged, match="loss became (nan|inf).*epoch 2.*last good checkpoint \\(epoch 1\\)"):
+        trainer.fit()
+    kept = load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")
+    assert kept["epoch"] == 1
+    assert all(torch.equal(kept["model"][k], good["model"][k]) for k in good["model"])
+
+
+@pytest.mark.parametrize("name", ["none", "step", "cosine"])
+def test_schedules_per_step(name):
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    cfg = ScheduleConfig(name=name, step_epochs=2, gamma=0.5, min_lr=0.1, warmup_epochs=1)
+    sched = create_schedule(opt, cfg, steps_per_epoch=10, epochs=6, base_lr=1.0)
+    lrs = []
+    for _ in range(60):
+        lrs.append(opt.param_groups[0]["lr"])
+        sched.step()
+    assert lrs[0] == pytest.approx(1 / 11) and lrs[9] == pytest.approx(10 / 11)  # linear warmup, 10 steps
+    if name == "none":
+        assert lrs[10:] == [1.0] * 50
+    elif name == "step":
+        assert lrs[19] == 1.0 and lrs[20] == 0.5 and lrs[40] == 0.25 and lrs[59] == 0.125
+    else:
+        assert lrs[10] == 1.0 and lrs[35] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 25 / 50)))
+        assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+    resumed = create_schedule(opt, cfg, steps_per_epoch=10, epochs=6, base_lr=1.0)
+    resumed.load_state_dict({"step_count": 35})
+    assert opt.param_groups[0]["lr"] == pytest.approx(lrs[35])
