@@ -58,7 +58,8 @@ def test_cifar_python_batches(tmp_path, kind, classes, first):
     n_train = 100 if kind == "cifar10" else 20
     assert len(d.train_x) + len(d.val_x) == n_train and len(d.test_x) == 20
     assert d.train_x.shape[1:] == (3, 32, 32) and d.num_classes == classes and d.classes[0] == first
-    raw = read_cifar_batch(tmp_path / ("cifar-10-batches-py/test_batch" if kind == "cifar10" else "cifar-100-python/test"))
+    test_file = "cifar-10-batches-py/test_batch" if kind == "cifar10" else "cifar-100-python/test"
+    raw = read_cifar_batch(tmp_path / test_file)
     assert torch.equal(d.test_x[0].flatten(), torch.from_numpy(np.asarray(raw["data"][0])))
 
 

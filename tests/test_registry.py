@@ -87,8 +87,8 @@ def test_pretrained_file_is_mapped_and_adapted(tmp_path):
     ref = reference_model("torchvision", "resnet18").eval()
     path = tmp_path / "resnet18.pth"
     torch.save(ref.state_dict(), path)
-    model = papernets.create_model("resnet18", num_classes=10, in_chans=1, img_size=224, pretrained="torchvision",
-                                   pretrained_file=str(path)).eval()
+    model = papernets.create_model("resnet18", num_classes=10, in_chans=1, img_size=28, pretrained="torchvision",
+                                   pretrained_file=str(path)).eval()  # ImageNet stem kept for ImageNet weights
     torch.testing.assert_close(model.conv1.weight, ref.conv1.weight.sum(1, keepdim=True))
     torch.testing.assert_close(model.layer4[1].conv2.weight, ref.layer4[1].conv2.weight)
-    assert model(torch.randn(2, 1, 64, 64)).shape == (2, 10)
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)

@@ -235,20 +235,50 @@ def _fmt_table(rows: list[list[str]], headers: list[str], right: set[int]) -> st
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
-def cmd_models(args: argparse.Namespace) -> int:
+def model_rows(pattern: str = "*", small: bool = False) -> list[dict[str, Any]]:
+    """Registry info plus params and MACs at the ImageNet configuration (and, with ``small``, at 28x28 gray)."""
     from papernets.bench.profile import meta_model_stats
     from papernets.registry import list_models, model_info
 
-    names = list_models(args.pattern)
-    if not names:
-        raise UsageError(f"no model matches {args.pattern!r}; run `papernets models` to list them all.")
     rows = []
-    for name in names:
+    for name in list_models(pattern):
         info = model_info(name)
         params, macs = meta_model_stats(name)
-        rows.append({**info, "params": params, "gmacs": macs / 1e9})
+        row = {**info, "params": params, "gmacs": macs / 1e9}
+        if small:
+            p28, m28 = meta_model_stats(name, img_size=28, in_chans=1, num_classes=10)
+            row.update(params_28=p28, gmacs_28=m28 / 1e9)
+        rows.append(row)
+    return rows
+
+
+def models_markdown(rows: list[dict[str, Any]]) -> str:
+    """The README's model table."""
+    lines = [
+        "| model | paper | year | params (ImageNet) | GMACs (ImageNet) | input | params (28x28x1, 10 cl.) "
+        "| GMACs (28x28x1) | min size | weights from |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| `{r['name']}` | [{r['paper']}]({r['url']}) | {r['year']} | {r['params']:,} | {r['gmacs']:.3f} "
+            f"| {r['default_img_size']} | {r['params_28']:,} | {r['gmacs_28']:.4f} | {r['min_img_size']} "
+            f"| {', '.join(r['pretrained']) or '-'} |"
+        )
+    return "\n".join(lines)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from papernets.registry import list_models
+
+    if not list_models(args.pattern):
+        raise UsageError(f"no model matches {args.pattern!r}; run `papernets models` to list them all.")
+    rows = model_rows(args.pattern, small=args.markdown)
     if args.json:
         print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if args.markdown:
+        print(models_markdown(rows))
         return EXIT_OK
     table = [[r["name"], r["family"], r["paper"][:58], str(r["year"]), f"{r['params']:,}", f"{r['gmacs']:.3f}",
               str(r["default_img_size"])] for r in rows]
@@ -333,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list models: paper, year, params, GMACs")
     m.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'resnet*'")
     m.add_argument("--json", action="store_true")
+    m.add_argument("--markdown", action="store_true", help="the README's table (adds 28x28 grayscale figures)")
     m.set_defaults(func=cmd_models)
 
     pr = sub.add_parser("profile", help="params, GMACs, GFLOPs, img/s and peak memory of a model")

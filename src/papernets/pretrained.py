@@ -114,7 +114,9 @@ def load_pretrained(
             state = state["state_dict"]
     else:
         state = _fetch_state_dict(library, source.name)
-    model = entry.builder(num_classes=1000, in_chans=3, img_size=img_size, **{**source.kwargs, **kwargs})
+    # ImageNet weights belong to the ImageNet form: keep it at any image size unless told otherwise.
+    build = {"small_input": False, **source.kwargs, **kwargs}
+    model = entry.builder(num_classes=1000, in_chans=3, img_size=img_size, **build)
     converted = source.convert(state, model)
     model.load_state_dict(converted, strict=True)
     if in_chans != 3:
