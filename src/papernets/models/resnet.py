@@ -27,8 +27,9 @@ ImageNet ResNets (ResNet Table 1), 224 px:
     101         [1x1, w; 3x3, w; 1x1, 4w]           3, 4, 23, 3         44,549,160    7.570 (v1.5: 7.801)
     152         [1x1, w; 3x3, w; 1x1, 4w]           3, 8, 36, 3         60,192,808    11.282 (v1.5: 11.514)
 
-with w = 64, 128, 256, 512 in conv2_x .. conv5_x. Shortcuts are identity, and projections (1x1 conv + BN,
-option B of section 3.3) where the shape changes. BN after every convolution, before the ReLU (section 3.4).
+with w = 64, 128, 256, 512 in conv2_x .. conv5_x (the paper's "FLOPs", multiply-adds: 1.8, 3.6, 3.8, 7.6,
+11.3 x 10^9). Shortcuts are identity, and projections (1x1 conv + BN, option B of section 3.3) where the
+shape changes. BN after every convolution, before the ReLU (section 3.4).
 In the paper's networks (and its Caffe models) a bottleneck downsamples with the stride of its first 1x1
 convolution ("v1", the default here); ``stride_in_3x3=True`` moves the stride to the 3x3 convolution
 ("v1.5", torchvision's ResNet-50/101/152, and the ResNeXt/fb.resnet.torch form): same parameters, more MACs.
