@@ -6,8 +6,8 @@ https://arxiv.org/abs/1704.04861
 
 Key idea: factor every standard convolution into a depthwise 3x3 convolution (one filter per channel) and a
 pointwise 1x1 convolution that mixes channels: about 8-9 times fewer multiply-adds (section 3.1). Two global
-hyper-parameters trade accuracy for cost: the width multiplier alpha thins every layer (section 3.2), the
-resolution multiplier rho is simply the input size (here ``img_size``; 224, 192, 160 or 128 in the paper).
+hyper-parameters trade accuracy for cost: the width multiplier alpha thins every layer (section 3.3), the
+resolution multiplier rho (section 3.4) is simply the input size (here ``img_size``; 224, 192, 160 or 128).
 Table 1 (alpha = 1, 224 px); every convolution is followed by BN and ReLU (Fig. 3):
 
     conv 3x3/2, 32                                           -> 112x112x32
@@ -69,7 +69,7 @@ Deviations and notes (V2):
   The last 1x1 convolution keeps 1280 channels for width multipliers below 1 and is scaled above 1 (1792 at
   1.4), as the paper says (section 6.1).
 - The final "conv2d 1x1, k" is a linear layer (the same operation on a 1x1 map), preceded by dropout 0.2
-  (torchvision's recipe; the paper's TF code uses keep probability 0.8 too).
+  (torchvision's recipe; the paper does not mention dropout).
 - Initialization as torchvision: He normal (fan-out) for convolutions, N(0, 0.01) for the classifier.
 - Identical to torchvision's ``mobilenet_v2`` and to timm's ``mobilenetv2_100``, ``mobilenetv2_050`` and
   ``mobilenetv2_140`` (only module names differ): their weights load with identical logits.

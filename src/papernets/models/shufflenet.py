@@ -18,7 +18,7 @@ bottleneck has a quarter of the unit's output channels. Table 1 (ShuffleNet 1x, 
     stage4     7                 2 / 1   1 / 3    576   800   960   1088  1536
     global pool 7x7, FC 1000     complexity (MFLOPs): 143   140   137   133   137
 
-"ShuffleNet s x" scales the number of filters by s (section 4.1). The first pointwise layer of stage 2 is not
+"ShuffleNet s x" scales the number of filters by s (section 3.3). The first pointwise layer of stage 2 is not
 a group convolution: its input has only 24 channels (section 3.3).
 
 Parameters at 224 px, 1000 classes, 1x (BN's gamma and beta included): g=1 1,531,936; g=2 1,733,848;
