@@ -65,6 +65,8 @@ def test_existing_run_directory_is_not_overwritten(run_dir):
 def test_eval_reports_top1_top5_and_matches_the_summary(run_dir):
     res = run_cli("eval", str(run_dir), "--json")
     assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["images"] == 10_000  # the whole test split by default
+    res = run_cli("eval", str(run_dir), "--json", "--limit", "2000")  # the run's own capped test split
     out = json.loads(res.stdout)
     assert out["split"] == "test" and out["images"] == 2000
     best = json.loads((run_dir / "summary.json").read_text())

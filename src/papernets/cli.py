@@ -150,7 +150,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model, cfg, ckpt = _load_trained(args.checkpoint, str(device))
     name = args.dataset or cfg.data.name
     root = args.data_root if args.data_root is not None else (cfg.data.root if name == cfg.data.name else None)
-    data = load_dataset(name, root, cfg.data.val_fraction, None, False, cfg.data.split_seed, cfg.data.image_size)
+    data = load_dataset(name, root, cfg.data.val_fraction, args.limit, False, cfg.data.split_seed,
+                        cfg.data.image_size)
     if data.num_classes != ckpt["data"]["num_classes"] or data.in_chans != ckpt["data"]["in_chans"]:
         raise UsageError(
             f"dataset {name!r} has {data.num_classes} classes and {data.in_chans} channels; the checkpoint's model "
@@ -348,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--dataset", help="evaluate on another dataset with the same classes")
     e.add_argument("--data-root", dest="data_root")
     e.add_argument("--split", choices=["test", "val", "train"], default="test")
+    e.add_argument("--limit", type=int, help="only the first N images of the split (as data.limit)")
     e.add_argument("--batch-size", dest="batch_size", type=int, default=256)
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true")

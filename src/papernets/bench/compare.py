@@ -1,0 +1,174 @@
+"""Speed of our models against the reference implementation of the same architecture, in one process.
+
+Both models are built with the same settings (our model in the variant its weight import maps onto, the
+ImageNet form, so the two compute the same function), then timed in alternating rounds so that both see the same
+machine state; each figure is the median over rounds. ``python -m papernets.bench.compare --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from papernets.pretrained import reference_model
+from papernets.registry import create_model, get_entry, list_models
+
+__all__ = ["SpeedResult", "compare_speed", "main"]
+
+
+@dataclass
+class SpeedResult:
+    model: str
+    library: str
+    reference: str
+    img_size: int
+    batch_size: int
+    channels_last: bool
+    ours_train: float
+    ref_train: float
+    ours_infer: float
+    ref_infer: float
+
+    @property
+    def train_ratio(self) -> float:
+        return self.ours_train / self.ref_train
+
+    @property
+    def infer_ratio(self) -> float:
+        return self.ours_infer / self.ref_infer
+
+
+def _train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    opt = torch.optim.SGD(model.parameters(), lr=1e-6)
+
+    def step() -> None:
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        out = model(x)
+        if isinstance(out, tuple | list):  # aux heads (ours) or InceptionOutputs (torchvision)
+            out = out[0]
+        nn.functional.cross_entropy(out, y).backward()
+        opt.step()
+
+    return step
+
+
+def _infer_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        model.eval()
+        with torch.inference_mode():
+            model(x)
+
+    return step
+
+
+def _interleaved(fns: list[Callable[[], None]], rounds: int, steps: int, images: int) -> list[float]:
+    for fn in fns:  # warm-up
+        fn()
+    rates: list[list[float]] = [[] for _ in fns]
+    for r in range(rounds):
+        order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+        for i in order:
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                fns[i]()
+            rates[i].append(steps * images / (time.perf_counter() - t0))
+    return [statistics.median(r) for r in rates]
+
+
+def compare_speed(
+    name: str,
+    library: str | None = None,
+    img_size: int = 32,
+    batch_size: int = 128,
+    channels_last: bool = False,
+    rounds: int = 5,
+    steps: int = 2,
+    num_classes: int = 10,
+) -> SpeedResult:
+    """Training and inference img/s of ``name`` and of its reference implementation (3-channel input)."""
+    entry = get_entry(name)
+    if not entry.pretrained:
+        raise ValueError(f"{entry.name} has no reference implementation registered (no weight import).")
+    library = library or ("torchvision" if "torchvision" in entry.pretrained else next(iter(entry.pretrained)))
+    source = entry.pretrained[library]
+    torch.manual_seed(0)
+    ours = create_model(entry.name, num_classes=num_classes, img_size=img_size,
+                        **{"small_input": False, **source.kwargs})
+    ref = reference_model(library, source.name, num_classes=num_classes, **source.ref_kwargs)
+    x = torch.randn(batch_size, 3, img_size, img_size)
+    y = torch.randint(0, num_classes, (batch_size,))
+    if channels_last:
+        ours, ref = ours.to(memory_format=torch.channels_last), ref.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    ours_train, ref_train = _interleaved([_train_step(ours, x, y), _train_step(ref, x, y)], rounds, steps, batch_size)
+    ours_infer, ref_infer = _interleaved([_infer_step(ours, x), _infer_step(ref, x)], rounds, steps, batch_size)
+    return SpeedResult(entry.name, library, source.name, img_size, batch_size, channels_last,
+                       ours_train, ref_train, ours_infer, ref_infer)
+
+
+def to_markdown(results: list[SpeedResult], title: str) -> str:
+    lines = [
+        f"# {title}",
+        "",
+        "Written by `python -m papernets.bench.compare`. img/s of a training step (forward, backward, SGD) and of "
+        "inference; ratio = ours / reference (above 1: ours is faster). Both models in one process, timed in "
+        "alternating rounds, median of the rounds.",
+        "",
+        "| model | reference | size | batch | channels_last | train ours | train ref | train ratio "
+        "| infer ours | infer ref | infer ratio |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| `{r.model}` | {r.library} `{r.reference}` | {r.img_size} | {r.batch_size} | "
+            f"{'on' if r.channels_last else 'off'} | {r.ours_train:.1f} | {r.ref_train:.1f} | {r.train_ratio:.2f} | "
+            f"{r.ours_infer:.1f} | {r.ref_infer:.1f} | {r.infer_ratio:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m papernets.bench.compare", description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", help="model names or fnmatch patterns")
+    parser.add_argument("--library", choices=["torchvision", "timm"])
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--channels-last", choices=["on", "off", "both"], default="off")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=2, help="steps per round")
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--out", help="write a Markdown table here")
+    parser.add_argument("--title", default="Speed against the reference implementations")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names: list[str] = []
+    for pattern in args.models:
+        found = list_models(pattern) if any(c in pattern for c in "*?[") else [get_entry(pattern).name]
+        names += [n for n in found if get_entry(n).pretrained and n not in names]
+    modes = {"on": [True], "off": [False], "both": [False, True]}[args.channels_last]
+    results = []
+    for name in names:
+        for cl in modes:
+            r = compare_speed(name, args.library, args.image_size, args.batch_size, cl, args.rounds, args.steps)
+            results.append(r)
+            print(f"{name:24s} cl={'on ' if cl else 'off'} train {r.ours_train:8.1f} vs {r.ref_train:8.1f} "
+                  f"({r.train_ratio:.2f})  infer {r.ours_infer:8.1f} vs {r.ref_infer:8.1f} ({r.infer_ratio:.2f})",
+                  flush=True)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(to_markdown(results, args.title))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
