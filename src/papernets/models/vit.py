@@ -1,0 +1,319 @@
+"""Vision Transformer (ViT).
+
+Paper: "An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale", A. Dosovitskiy, L. Beyer,
+A. Kolesnikov, D. Weissenborn, X. Zhai, T. Unterthiner, M. Dehghani, M. Minderer, G. Heigold, S. Gelly,
+J. Uszkoreit, N. Houlsby, ICLR 2021. https://arxiv.org/abs/2010.11929
+
+Key idea: no convolutions beyond a patch embedding. Cut the image into P x P patches, embed each linearly,
+prepend a learnable class token, add learned 1-D position embeddings, and run a standard pre-norm Transformer
+encoder (section 3.1, eq. 1-4):
+
+    z0 = [x_class; x_p^1 E; ...; x_p^N E] + E_pos
+    z'_l = MSA(LN(z_{l-1})) + z_{l-1}        z_l = MLP(LN(z'_l)) + z'_l       (l = 1..L)
+    y = LN(z_L^0) -> linear head
+
+The MLP is Linear(D, 4D) -> GELU -> Linear(4D, D). Variants (Table 1; Ti and S from DeiT, Touvron et al. 2021,
+"Training data-efficient image transformers", https://arxiv.org/abs/2012.12877):
+
+    model    layers  hidden D  MLP size  heads  params (224 px, patch 16)
+    ViT-Ti     12      192       768       3      5,717,416
+    ViT-S      12      384      1536       6     22,050,664
+    ViT-B      12      768      3072      12     86,567,656   (B/32: 88,224,232)
+    ViT-L      24     1024      4096      16    304,326,632
+
+Faithful to the paper and its official code (google-research/vision_transformer):
+- LayerNorm eps 1e-6; pre-norm blocks; final LayerNorm; the head reads the class token.
+- Attention runs through ``torch.nn.functional.scaled_dot_product_attention`` (same maths as
+  softmax(QK^T/sqrt(d))V).
+- ``drop_rate`` is the paper's dropout (Appendix B.1): after adding the position embeddings and after every
+  dense layer except the qkv projections (attention output projection, both MLP layers). It is a property:
+  setting ``model.drop_rate`` at run time updates every one of these dropouts. There is no separate dropout in
+  front of the head (the paper has none). Default 0.0; the paper uses 0.1 when training on ImageNet-1k from
+  scratch.
+- ``drop_path_rate``: stochastic depth (Huang et al. 2016), linear in depth as in DeiT. Not in the ViT paper,
+  standard in every later ViT recipe; 0 by default.
+- Initialization as the official code: patch embedding LeCun normal, position embeddings N(0, 0.02), class
+  token 0, dense kernels Xavier uniform (q, k, v each on its own fan), MLP biases N(0, 1e-6), other biases 0,
+  head zero-initialized (the paper's fine-tuning head, section 3.2; the official code does this for
+  pre-training too). ``reset_classifier`` zero-initializes the new head as the paper does for fine-tuning.
+Deviations:
+- The head is a single linear layer. The paper pre-trains with a hidden tanh layer in the head ("MLP with one
+  hidden layer at pre-training time", section 3.1) and drops it for fine-tuning; torchvision's
+  ``representation_size`` option; the parameter counts above (and torchvision's and timm's) are without it.
+- GELU is the exact (erf) form, as in torchvision and timm; Flax's ``nn.gelu`` in the official code defaults
+  to the tanh approximation.
+- Inputs of another size than the model was built for: the grid of position embeddings is resampled on the fly
+  (bicubic, antialiased, class token kept; the same rule as timm's ``resample_abs_pos_embed`` and the paper's
+  "2D interpolation of the pre-trained position embeddings", section 3.2), so progressive resizing and
+  fine-tuning at another resolution work. ``set_img_size`` resamples them permanently.
+Differences to torchvision and timm (weights of both map onto ours, identical logits):
+- torchvision ``vit_b_16``/``vit_b_32``/``vit_l_16`` use ``nn.MultiheadAttention`` (one ``in_proj_weight`` in
+  q, k, v order = our ``qkv``), names ``conv_proj``, ``class_token``, ``encoder.pos_embedding``,
+  ``ln_1``/``ln_2``, ``mlp.0``/``mlp.3``, ``encoder.ln``, ``heads.head``. Their position embeddings are fixed
+  to the build size.
+- Module names follow timm (``patch_embed.proj``, ``cls_token``, ``pos_embed``,
+  ``blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}``, ``norm``, ``head``), so timm's
+  ``vit_*_patch*_224`` weights load unchanged. timm's own default initialization differs (truncated normal
+  0.02 everywhere); its ``weight_init='jax'`` is ours.
+
+Small images (``img_size`` below 64, or ``small_input=True``): patch size 4 instead of 16 or 32, so a 28 px
+input gives 7 x 7 = 49 patches and a 32 px input 8 x 8 = 64 (plus the class token); everything else unchanged.
+The smallest input is one patch (4 px). Sizes must be divisible by the patch size.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from papernets.layers import DropPath, Mlp, PatchEmbed
+from papernets.layers.weight_init import lecun_normal_
+from papernets.pretrained import rename_keys
+from papernets.registry import ModelConfigError, Paper, PretrainedSource, register_model
+
+__all__ = ["Attention", "Block", "VisionTransformer", "resample_pos_embed"]
+
+VIT = Paper(
+    "An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale",
+    "Dosovitskiy, Beyer, Kolesnikov, Weissenborn, Zhai, Unterthiner, Dehghani, Minderer, Heigold, Gelly, "
+    "Uszkoreit, Houlsby",
+    2020,
+    "https://arxiv.org/abs/2010.11929",
+)
+
+# Table 1 (Ti and S from DeiT): layers, hidden size D, MLP size, heads.
+VIT_SIZES: dict[str, tuple[int, int, int, int]] = {
+    "Ti": (12, 192, 768, 3),
+    "S": (12, 384, 1536, 6),
+    "B": (12, 768, 3072, 12),
+    "L": (24, 1024, 4096, 16),
+}
+SMALL_PATCH = 4
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention: one qkv projection, SDPA, output projection (+ dropout)."""
+
+    def __init__(self, dim: int, num_heads: int, proj_drop: float = 0.0) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(b, n, c)))
+
+
+class Block(nn.Module):
+    """Pre-norm encoder block (eq. 2-3): x + MSA(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(
+        self, dim: int, num_heads: int, mlp_dim: int, drop: float = 0.0, drop_path: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads, drop)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, mlp_dim, drop=drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def resample_pos_embed(
+    pos_embed: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]
+) -> torch.Tensor:
+    """Resample (1, 1 + H*W, D) position embeddings to a new grid (bicubic, antialiased, class token kept)."""
+    if tuple(old_grid) == tuple(new_grid):
+        return pos_embed
+    cls_pos, grid = pos_embed[:, :1], pos_embed[:, 1:]
+    dim = grid.shape[-1]
+    grid = grid.float().reshape(1, old_grid[0], old_grid[1], dim).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=new_grid, mode="bicubic", align_corners=False, antialias=True)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, -1, dim).to(pos_embed.dtype)
+    return torch.cat([cls_pos, grid], dim=1)
+
+
+class VisionTransformer(nn.Module):
+    """ViT from one row of Table 1 and a patch size."""
+
+    def __init__(
+        self,
+        patch_size: int = 16,
+        depth: int = 12,
+        embed_dim: int = 768,
+        mlp_dim: int = 3072,
+        num_heads: int = 12,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        img_size: int = 224,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        small_input: bool | None = None,
+    ) -> None:
+        super().__init__()
+        small = img_size < 64 if small_input is None else small_input
+        self.small_input = small
+        patch_size = SMALL_PATCH if small else patch_size
+        if img_size % patch_size:
+            raise ModelConfigError(
+                f"image size {img_size} is not divisible by the patch size {patch_size}; "
+                f"use a multiple of {patch_size}."
+            )
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + 1, embed_dim))
+        self.pos_drop = nn.Dropout(drop_rate)
+        rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+        self.blocks = nn.Sequential(
+            *(Block(embed_dim, num_heads, mlp_dim, drop_rate, rate) for rate in rates)
+        )
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.num_features = embed_dim
+        self.head = nn.Linear(embed_dim, num_classes)
+        self.drop_rate = drop_rate
+        self._init_weights()
+
+    @property
+    def drop_rate(self) -> float:
+        """The paper's dropout rate (after the position embeddings and every dense layer but qkv and head)."""
+        return self._drop_rate
+
+    @drop_rate.setter
+    def drop_rate(self, value: float) -> None:
+        self._drop_rate = float(value)
+        for m in self.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = float(value)
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        return (self.patch_embed.grid_size, self.patch_embed.grid_size)
+
+    def _init_weights(self) -> None:
+        lecun_normal_(self.patch_embed.proj.weight)
+        nn.init.zeros_(self.patch_embed.proj.bias)
+        nn.init.normal_(self.pos_embed, std=0.02)
+        nn.init.zeros_(self.cls_token)
+        for block in self.blocks:
+            dim = block.attn.proj.in_features
+            for w in block.attn.qkv.weight.data.split(dim):
+                nn.init.xavier_uniform_(w)
+            nn.init.zeros_(block.attn.qkv.bias)
+            nn.init.xavier_uniform_(block.attn.proj.weight)
+            nn.init.zeros_(block.attn.proj.bias)
+            for fc in (block.mlp.fc1, block.mlp.fc2):
+                nn.init.xavier_uniform_(fc.weight)
+                nn.init.normal_(fc.bias, std=1e-6)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def set_img_size(self, img_size: int) -> None:
+        """Rebuild for another input size for good: resample the position embeddings to the new grid."""
+        patch = self.patch_embed.patch_size
+        if img_size % patch:
+            raise ModelConfigError(f"image size {img_size} is not divisible by the patch size {patch}.")
+        grid = img_size // patch
+        with torch.no_grad():
+            new = resample_pos_embed(self.pos_embed.data, self.grid_size, (grid, grid))
+        self.pos_embed = nn.Parameter(new)
+        self.patch_embed.img_size = img_size
+        self.patch_embed.grid_size = grid
+        self.patch_embed.num_patches = grid * grid
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        grid = (x.shape[-2] // self.patch_embed.patch_size, x.shape[-1] // self.patch_embed.patch_size)
+        x = self.patch_embed(x)
+        cls = self.cls_token.expand(x.shape[0], -1, -1)
+        x = torch.cat([cls, x], dim=1) + resample_pos_embed(self.pos_embed, self.grid_size, grid)
+        x = self.pos_drop(x)
+        return self.norm(self.blocks(x))
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x[:, 0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.head = nn.Linear(self.num_features, num_classes).to(self.norm.weight)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+
+def _from_torchvision(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """torchvision's ViT -> ours: renames only (their in_proj is our qkv, in the same q, k, v order)."""
+    return rename_keys(
+        state,
+        [
+            (r"^conv_proj\.", "patch_embed.proj."),
+            (r"^class_token$", "cls_token"),
+            (r"^encoder\.pos_embedding$", "pos_embed"),
+            (r"^encoder\.layers\.encoder_layer_(\d+)\.", r"blocks.\1."),
+            (r"\.ln_1\.", ".norm1."),
+            (r"\.ln_2\.", ".norm2."),
+            (r"\.self_attention\.in_proj_(weight|bias)$", r".attn.qkv.\1"),
+            (r"\.self_attention\.out_proj\.", ".attn.proj."),
+            (r"\.mlp\.0\.", ".mlp.fc1."),
+            (r"\.mlp\.3\.", ".mlp.fc2."),
+            (r"^encoder\.ln\.", "norm."),
+            (r"^heads\.head\.", "head."),
+        ],
+    )
+
+
+def _from_timm(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """timm's VisionTransformer uses our names already."""
+    return rename_keys(state, [])
+
+
+def _sources(torchvision: str | None = None, timm: str | None = None) -> dict[str, PretrainedSource]:
+    out = {}
+    if torchvision:
+        out["torchvision"] = PretrainedSource("torchvision", torchvision, _from_torchvision)
+    if timm:
+        out["timm"] = PretrainedSource("timm", timm, _from_timm)
+    return out
+
+
+def _vit(size: str, patch_size: int, **kwargs) -> VisionTransformer:
+    depth, dim, mlp_dim, heads = VIT_SIZES[size]
+    return VisionTransformer(patch_size, depth, dim, mlp_dim, heads, **kwargs)
+
+
+_REG = {"paper": VIT, "family": "vit", "default_img_size": 224, "min_img_size": SMALL_PATCH}
+
+
+@register_model(**_REG, pretrained=_sources(timm="vit_tiny_patch16_224"))
+def vit_ti_16(**kwargs) -> VisionTransformer:
+    return _vit("Ti", 16, **kwargs)
+
+
+@register_model(**_REG, pretrained=_sources(timm="vit_small_patch16_224"))
+def vit_s_16(**kwargs) -> VisionTransformer:
+    return _vit("S", 16, **kwargs)
+
+
+@register_model(**_REG, aliases=("vit",), pretrained=_sources("vit_b_16", "vit_base_patch16_224"))
+def vit_b_16(**kwargs) -> VisionTransformer:
+    return _vit("B", 16, **kwargs)
+
+
+@register_model(**_REG, pretrained=_sources("vit_b_32", "vit_base_patch32_224"))
+def vit_b_32(**kwargs) -> VisionTransformer:
+    return _vit("B", 32, **kwargs)
+
+
+@register_model(**_REG, pretrained=_sources("vit_l_16", "vit_large_patch16_224"))
+def vit_l_16(**kwargs) -> VisionTransformer:
+    return _vit("L", 16, **kwargs)
