@@ -164,7 +164,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, fashion_roo
 @pytest.mark.parametrize("name", ["none", "step", "cosine"])
 def test_schedules_per_step(name):
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    cfg = ScheduleConfig(name=name, step_epochs=2, gamma=0.5, min_lr=0.1, warmup_epochs=1)
+    cfg = ScheduleConfig(name=name, step_size=2, gamma=0.5, min_lr=0.1, warmup=1)
     sched = create_schedule(opt, cfg, steps_per_epoch=10, epochs=6, base_lr=1.0)
     lrs = []
     for _ in range(60):

@@ -45,20 +45,45 @@ TRAIN_FLAGS = {  # flag attribute -> (section, key)
     "seed": ("train", "seed"),
     "out": ("output", "dir"),
     "name": ("output", "name"),
+    "sam": ("optim", "sam"),
+    "recipe": ("train", "recipe"),
 }
 
 
-def _train_config(args: argparse.Namespace):
+def _resolve_config(args: argparse.Namespace, flags: dict[str, tuple[str, str]]):
+    """The config file, then the paper recipe (if asked for), then the flags, then ``--set``.
+
+    Returns the config and the recipe line (None without a recipe). The recipe is scaled to the epochs and batch
+    size the run ends up with, so it is looked up after a first pass through all the layers."""
+    import copy
+
     from papernets.config import apply_overrides, config_from_dict, load_config
 
-    cfg = load_config(args.config)
+    base = load_config(args.config)
     raw: dict[str, dict[str, Any]] = {}
-    for attr, (section, key) in TRAIN_FLAGS.items():
-        value = getattr(args, attr)
+    for attr, (section, key) in flags.items():
+        value = getattr(args, attr, None)
         if value is not None:
             raw.setdefault(section, {})[key] = value
-    cfg = config_from_dict(raw, base=cfg)
-    return apply_overrides(cfg, args.set or [])
+
+    def layered(cfg):
+        return apply_overrides(config_from_dict(copy.deepcopy(raw), base=cfg), args.set or [])
+
+    cfg = layered(copy.deepcopy(base))
+    if not cfg.train.recipe:
+        return cfg, None
+    from papernets.optim.recipes import apply_recipe
+    from papernets.registry import get_entry
+
+    cfg.model.name = get_entry(cfg.model.name).name
+    with_recipe, source = apply_recipe(cfg, base=base)
+    cfg = layered(with_recipe)
+    cfg.train.recipe = None
+    return cfg, source
+
+
+def _train_config(args: argparse.Namespace):
+    return _resolve_config(args, TRAIN_FLAGS)
 
 
 def _check_model(cfg) -> None:
@@ -92,8 +117,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             cfg.train.epochs = args.epochs
         ckpt_path = Path(ckpt["path"])
         run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
+        recipe = None
     else:
-        cfg = _train_config(args)
+        cfg, recipe = _train_config(args)
         _check_model(cfg)
         name = cfg.output.name or f"{cfg.model.name}-{cfg.data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = Path(cfg.output.dir) / name
@@ -103,7 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"or choose another --name."
             )
         ckpt = None
-    trainer = Trainer(cfg, run_dir, resume=ckpt)
+    trainer = Trainer(cfg, run_dir, resume=ckpt, recipe=recipe)
     try:
         trainer.fit()
     except TrainingInterrupted as exc:
@@ -115,6 +141,68 @@ def cmd_train(args: argparse.Namespace) -> int:
         from papernets.engine.distributed import cleanup
 
         cleanup(trainer.info)
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------ schedule
+
+SCHEDULE_FLAGS = {k: TRAIN_FLAGS[k] for k in ("model", "dataset", "data_root", "epochs", "batch_size", "lr",
+                                               "recipe")}
+
+
+def _steps_per_epoch(cfg) -> int:
+    """Optimizer steps per epoch of a single-process run: the training split (after the validation hold-out and
+    data.limit) in batches, a last batch of one image dropped, as the trainer's loader does."""
+    from papernets.data import DatasetError, load_dataset
+
+    try:
+        data = load_dataset(cfg.data.name, cfg.data.root, cfg.data.val_fraction, cfg.data.limit, cfg.data.download,
+                            cfg.data.split_seed, cfg.data.image_size)
+    except DatasetError as exc:
+        raise UsageError(f"{exc} (or give --steps-per-epoch N)") from exc
+    full, rest = divmod(len(data.train_x), cfg.train.batch_size)
+    return max(1, full + (1 if rest >= 2 else 0))
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from papernets.optim.schedules import schedule_factor
+
+    cfg, recipe = _resolve_config(args, SCHEDULE_FLAGS)
+    if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
+        raise UsageError(f"--steps-per-epoch must be at least 1, got {args.steps_per_epoch}.")
+    spe = args.steps_per_epoch or _steps_per_epoch(cfg)
+    epochs, lr = cfg.train.epochs, cfg.optim.lr
+    factor = schedule_factor(cfg.schedule, spe, epochs, lr)
+    total = spe * epochs
+    lrs = [lr * factor(t) for t in range(total)]
+    s = cfg.schedule
+    print(f"schedule {s.name} for {cfg.model.name}: {epochs} epochs x {spe} steps = {total} optimizer steps, "
+          f"optim.lr {lr:g}" + (f", warmup {s.warmup:g} {s.unit}" if s.warmup else ""))
+    if recipe:
+        print(f"recipe: {recipe}")
+    shown = sorted({round(e * (epochs - 1) / 9) for e in range(10)} if epochs > 10 else set(range(epochs)))
+    print(f"{'epoch':>7}  {'step':>8}  lr")
+    for e in shown:
+        print(f"{e:>7}  {e * spe:>8}  {lrs[e * spe]:.6g}")
+    peak = max(range(total), key=lrs.__getitem__)
+    print(f"   peak  {peak:>8}  {lrs[peak]:.6g}\n   last  {total - 1:>8}  {lrs[-1]:.6g}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    ax.plot([t / spe for t in range(total)], lrs, lw=1.5)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("learning rate")
+    ax.set_title(f"{cfg.model.name}: {s.name} schedule, {epochs} epochs x {spe} steps")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    print(f"wrote {out}")
     return EXIT_OK
 
 
@@ -133,8 +221,11 @@ def _load_trained(checkpoint: str, device: str = "cpu"):
     data = ckpt["data"]
     cfg.model.pretrained = None
     model = build_model(cfg, data["num_classes"], data["in_chans"])
+    weights = ckpt["model"]
+    if cfg.train.select_best_on == "ema" and ckpt.get("ema") is not None:
+        weights = ckpt["ema"]  # the run selected and tested its EMA weights
     try:
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(weights)
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint {checkpoint!r} does not match its model {cfg.model.name}.") from exc
     model.to(torch.device(device)).eval()
@@ -335,14 +426,32 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", dest="batch_size", type=int)
     t.add_argument("--lr", type=float)
     t.add_argument("--image-size", dest="image_size", type=int)
-    t.add_argument("--optimizer", help="sgd, adam, adamw, rmsprop")
+    t.add_argument("--optimizer", help="sgd, adam, adamw, rmsprop, lamb")
     t.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     t.add_argument("--seed", type=int)
     t.add_argument("--out", help="parent folder of the run directory (default runs/)")
     t.add_argument("--name", help="run directory name (default <model>-<dataset>-<time>)")
+    t.add_argument("--sam", action="store_true", default=None, help="sharpness-aware minimization (optim.sam=true)")
+    t.add_argument("--recipe", choices=["paper"],
+                   help="the model paper's optimizer, schedule and regularization (configs/recipes/)")
     t.add_argument("--resume", metavar="RUN|CKPT", help="continue a run from its directory or a checkpoint")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. optim.lr=0.1")
     t.set_defaults(func=cmd_train)
+
+    sc = sub.add_parser("schedule", help="plot the learning rate per step of a config (PNG) and print values")
+    sc.add_argument("--config", help="YAML config file")
+    sc.add_argument("--model", help="model name (for --recipe)")
+    sc.add_argument("--dataset", help="dataset (for the steps per epoch)")
+    sc.add_argument("--data-root", dest="data_root")
+    sc.add_argument("--epochs", type=int)
+    sc.add_argument("--batch-size", dest="batch_size", type=int)
+    sc.add_argument("--lr", type=float)
+    sc.add_argument("--recipe", choices=["paper"], help="show the paper recipe's schedule")
+    sc.add_argument("--steps-per-epoch", dest="steps_per_epoch", type=int,
+                    help="optimizer steps per epoch (default: from the dataset, data.limit and the batch size)")
+    sc.add_argument("--out", default="schedule.png", help="PNG file to write (default schedule.png)")
+    sc.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    sc.set_defaults(func=cmd_schedule)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint (top-1, top-5, loss)")
     e.add_argument("checkpoint", help="checkpoint file or run directory")

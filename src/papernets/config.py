@@ -45,27 +45,46 @@ class DataConfig:
     augment: bool = True
     download: bool = False  # let torchvision download mnist/cifar into root
     split_seed: int = 0
+    randaugment_ops: int = 0  # RandAugment: ops per image (Cubuk et al.'s N); 0: off
+    randaugment_magnitude: int = 9  # RandAugment magnitude M, 0..30 (torchvision's 31 bins)
+    random_erasing: float = 0.0  # probability of erasing a random rectangle of each image (Zhong et al.)
 
 
 @dataclass
 class OptimConfig:
-    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
+    name: Literal["sgd", "adam", "adamw", "rmsprop", "lamb"] = "adam"
     lr: float = 0.001
     weight_decay: float = 0.0
     momentum: float = 0.9  # sgd, rmsprop
     nesterov: bool = False  # sgd
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam, adamw
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam, adamw, lamb
     eps: float = 1e-8
     alpha: float = 0.99  # rmsprop decay
+    tf_style_eps: bool = False  # rmsprop: TensorFlow's form (eps inside the sqrt, mean square starts at 1)
+    no_weight_decay_norm_bias: bool = False  # no weight decay on 1-D parameters (biases, norm weights)
+    sam: bool = False  # sharpness-aware minimization around the optimizer above
+    sam_rho: float | None = None  # SAM neighbourhood radius; None: 0.05 (SAM), 0.5 (ASAM)
+    sam_adaptive: bool = False  # ASAM: the neighbourhood scaled by |w| + sam_eta
+    sam_eta: float = 0.01  # ASAM
 
 
 @dataclass
 class ScheduleConfig:
-    name: Literal["none", "step", "cosine"] = "none"
-    step_epochs: float = 30.0  # step: decay every this many epochs
-    gamma: float = 0.1  # step: decay factor
-    min_lr: float = 0.0  # cosine: final learning rate
-    warmup_epochs: float = 0.0  # linear warmup from 0, before any schedule
+    name: Literal[
+        "constant", "none", "step", "multistep", "exponential", "cosine", "poly", "warmup_linear",
+        "warmup_cosine", "cyclic", "onecycle",
+    ] = "none"
+    unit: Literal["epochs", "steps"] = "epochs"  # the unit of warmup, step_size and milestones
+    warmup: float = 0.0  # linear warmup before the schedule (fractions of an epoch allowed)
+    step_size: float = 30.0  # step, exponential: one gamma per step_size; cyclic: half a cycle
+    milestones: list[float] = field(default_factory=list)  # multistep: x gamma at each
+    gamma: float = 0.1  # step, multistep, exponential: decay factor; cyclic exp_range: amplitude x gamma per unit
+    min_lr: float = 0.0  # cosine, poly, warmup_*: the final lr; cyclic: the lower bound
+    power: float = 1.0  # poly: (1 - t/T) ** power
+    cycle_mode: Literal["triangular", "triangular2", "exp_range"] = "triangular"  # cyclic
+    pct_start: float = 0.3  # onecycle: share of the run spent rising
+    div_factor: float = 25.0  # onecycle: start at lr / div_factor
+    final_div_factor: float = 1e4  # onecycle: end at lr / div_factor / final_div_factor
 
 
 @dataclass
@@ -81,6 +100,21 @@ class TrainConfig:
     channels_last: bool | None = None  # None: per family, as measured (engine/speed.py)
     threads: int | None = None  # CPU threads; None: PyTorch's default
     log_every: int = 20  # progress updates per epoch (non-interactive output)
+    recipe: Literal["paper"] | None = None  # "paper": the model's paper recipe (configs/recipes/<family>.yaml)
+    mixup_alpha: float = 0.0  # mixup Beta(alpha, alpha); 0: off
+    cutmix_alpha: float = 0.0  # cutmix Beta(alpha, alpha); 0: off
+    mix_prob: float = 1.0  # probability that a batch is mixed (when mixup or cutmix is on)
+    mix_switch_prob: float = 0.5  # with both on: probability of cutmix rather than mixup for a batch
+    ema: bool = False  # keep an exponential moving average of the weights
+    ema_decay: float = 0.9999
+    ema_warmup: bool = True  # decay min(ema_decay, (1 + t) / (10 + t)) at step t, as TensorFlow's num_updates
+    select_best_on: Literal["model", "ema"] = "model"  # which weights' val accuracy picks best.pt
+    progressive: bool = False  # EfficientNetV2 progressive learning (image size, regularization by stage)
+    progressive_stages: int = 4
+    progressive_image_size: list[float] = field(default_factory=lambda: [0.4267, 1.0])  # x data.image_size
+    progressive_randaugment: list[int] | None = field(default_factory=lambda: [5, 15])  # magnitudes
+    progressive_mixup: list[float] | None = field(default_factory=lambda: [0.0, 0.0])  # mixup alphas
+    progressive_dropout: list[float] | None = field(default_factory=lambda: [0.1, 0.3])  # model.drop_rate
 
 
 @dataclass
@@ -259,11 +293,84 @@ def validate(cfg: Config) -> None:
         cfg.train.grad_clip is None or cfg.train.grad_clip > 0,
         f"train.grad_clip must be positive or null, got {cfg.train.grad_clip}.",
     )
-    _check(cfg.schedule.step_epochs > 0, f"schedule.step_epochs must be positive, got {cfg.schedule.step_epochs}.")
-    _check(
-        cfg.schedule.warmup_epochs >= 0,
-        f"schedule.warmup_epochs must be >= 0, got {cfg.schedule.warmup_epochs}.",
-    )
+    _validate_optim(cfg)
+    _validate_schedule(cfg)
+    _validate_regularization(cfg)
+    _validate_progressive(cfg)
     for key in ("drop_rate", "drop_path_rate"):
         value = getattr(cfg.model, key)
         _check(value is None or 0.0 <= value < 1.0, f"model.{key} must be in [0, 1) or null, got {value}.")
+
+
+def _validate_optim(cfg: Config) -> None:
+    o = cfg.optim
+    _check(o.eps > 0, f"optim.eps must be positive, got {o.eps}.")
+    _check(0.0 <= o.momentum < 1.0, f"optim.momentum must be in [0, 1), got {o.momentum}.")
+    _check(all(0.0 <= b < 1.0 for b in o.betas), f"optim.betas must be in [0, 1), got {o.betas}.")
+    _check(0.0 <= o.alpha < 1.0, f"optim.alpha must be in [0, 1), got {o.alpha}.")
+    _check(not o.tf_style_eps or o.name == "rmsprop",
+           f"optim.tf_style_eps applies to rmsprop only, not to optim.name={o.name!r}.")
+    _check(o.sam_rho is None or o.sam_rho > 0, f"optim.sam_rho must be positive or null, got {o.sam_rho}.")
+    _check(o.sam_eta >= 0, f"optim.sam_eta must be >= 0, got {o.sam_eta}.")
+
+
+def _validate_schedule(cfg: Config) -> None:
+    s = cfg.schedule
+    _check(s.warmup >= 0, f"schedule.warmup must be >= 0, got {s.warmup}.")
+    _check(s.step_size > 0, f"schedule.step_size must be positive, got {s.step_size}.")
+    _check(s.gamma > 0, f"schedule.gamma must be positive, got {s.gamma}.")
+    _check(s.min_lr >= 0, f"schedule.min_lr must be >= 0, got {s.min_lr}.")
+    _check(s.power > 0, f"schedule.power must be positive, got {s.power}.")
+    _check(0.0 < s.pct_start < 1.0, f"schedule.pct_start must be in (0, 1), got {s.pct_start}.")
+    _check(s.div_factor > 0 and s.final_div_factor > 0,
+           f"schedule.div_factor and final_div_factor must be positive, got {s.div_factor}, {s.final_div_factor}.")
+    _check(all(m >= 0 for m in s.milestones) and s.milestones == sorted(s.milestones),
+           f"schedule.milestones must be increasing and >= 0, got {s.milestones}.")
+    if s.name == "multistep":
+        _check(bool(s.milestones), "schedule.name=multistep needs schedule.milestones, e.g. [30, 60, 80].")
+    if s.name.startswith("warmup_"):
+        _check(s.warmup > 0, f"schedule.name={s.name} needs schedule.warmup > 0 (the warmup length).")
+    if s.name == "cyclic":
+        _check(s.min_lr < cfg.optim.lr,
+               f"schedule.name=cyclic cycles between schedule.min_lr ({s.min_lr}) and optim.lr ({cfg.optim.lr}); "
+               "min_lr must be the smaller.")
+
+
+def _validate_regularization(cfg: Config) -> None:
+    d, t = cfg.data, cfg.train
+    _check(d.randaugment_ops >= 0, f"data.randaugment_ops must be >= 0, got {d.randaugment_ops}.")
+    _check(0 <= d.randaugment_magnitude <= 30,
+           f"data.randaugment_magnitude must be in 0..30, got {d.randaugment_magnitude}.")
+    _check(0.0 <= d.random_erasing <= 1.0, f"data.random_erasing must be in [0, 1], got {d.random_erasing}.")
+    for key in ("mixup_alpha", "cutmix_alpha"):
+        _check(getattr(t, key) >= 0, f"train.{key} must be >= 0, got {getattr(t, key)}.")
+    for key in ("mix_prob", "mix_switch_prob"):
+        _check(0.0 <= getattr(t, key) <= 1.0, f"train.{key} must be in [0, 1], got {getattr(t, key)}.")
+    _check(0.0 <= t.ema_decay < 1.0, f"train.ema_decay must be in [0, 1), got {t.ema_decay}.")
+    _check(t.select_best_on != "ema" or t.ema, "train.select_best_on=ema needs train.ema=true.")
+
+
+def _validate_progressive(cfg: Config) -> None:
+    t = cfg.train
+    _check(t.progressive_stages >= 1, f"train.progressive_stages must be at least 1, got {t.progressive_stages}.")
+    ranges = {"progressive_image_size": t.progressive_image_size, "progressive_randaugment": t.progressive_randaugment,
+              "progressive_mixup": t.progressive_mixup, "progressive_dropout": t.progressive_dropout}
+    for key, value in ranges.items():
+        _check(value is None or len(value) == 2,
+               f"train.{key} must be two values [first stage, last stage] or null, got {value}.")
+    _check(t.progressive_image_size is not None and all(v > 0 for v in t.progressive_image_size),
+           f"train.progressive_image_size must be two positive fractions of data.image_size, got "
+           f"{t.progressive_image_size}.")
+    if t.progressive_randaugment is not None:
+        _check(all(0 <= v <= 30 for v in t.progressive_randaugment),
+               f"train.progressive_randaugment magnitudes must be in 0..30, got {t.progressive_randaugment}.")
+    if t.progressive_mixup is not None:
+        _check(all(v >= 0 for v in t.progressive_mixup),
+               f"train.progressive_mixup alphas must be >= 0, got {t.progressive_mixup}.")
+    if t.progressive_dropout is not None:
+        _check(all(0.0 <= v < 1.0 for v in t.progressive_dropout),
+               f"train.progressive_dropout rates must be in [0, 1), got {t.progressive_dropout}.")
+    if t.progressive:
+        _check(t.epochs >= t.progressive_stages,
+               f"train.progressive splits training into train.progressive_stages={t.progressive_stages} stages; "
+               f"train.epochs ({t.epochs}) must be at least that.")

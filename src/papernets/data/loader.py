@@ -1,7 +1,8 @@
 """Batches from in-memory uint8 tensors, augmented and normalized on the training device.
 
 Every batch is a pure function of (seed, epoch, batch index): the epoch's order comes from a generator seeded
-with (seed, epoch), each batch's augmentation from one seeded with (seed, epoch, batch). A run resumed in the
+with (seed, epoch), each batch's augmentation (crop, flip, RandAugment, random erasing) from generators seeded
+with (seed, epoch, batch). A run resumed in the
 middle of an epoch therefore continues with exactly the batches it would have seen, and under ``torchrun``
 each process takes its own share of the same order (``rank::world_size``, padded like DistributedSampler).
 """
@@ -13,9 +14,10 @@ from collections.abc import Iterator
 
 import torch
 
+from papernets.data.augment import rand_augment, random_erase
 from papernets.data.transforms import normalize, random_crop, random_flip, resize
 
-__all__ = ["TensorLoader", "batch_seed"]
+__all__ = ["TensorLoader", "batch_seed", "stream_seed"]
 
 _PRIME = 1_000_003
 
@@ -24,12 +26,20 @@ def batch_seed(seed: int, epoch: int, batch: int = -1) -> int:
     return ((seed * _PRIME + epoch) * _PRIME + batch + 1) % (2**63 - 1)
 
 
+def stream_seed(seed: int, epoch: int, batch: int, stream: int) -> int:
+    """A seed for one more random stream of a batch (RandAugment, erasing, mixing), independent of the others."""
+    return (batch_seed(seed, epoch, batch) * _PRIME + stream) % (2**63 - 1)
+
+
 class TensorLoader:
     """Iterate (images, labels) batches of an in-memory split.
 
     ``train=True``: shuffled each epoch, random crop / flip (as the dataset allows), a last batch of fewer than
     two images is dropped (batch normalization needs two). ``train=False``: in order, no augmentation.
-    ``image_size`` may be changed between epochs (progressive resizing).
+    ``randaugment_ops`` > 0 applies RandAugment (``randaugment_magnitude``) to each uint8 training image after
+    the crop and flip, ``random_erasing`` > 0 erases a random rectangle of each normalized training image with
+    that probability (see ``augment.py``). ``image_size`` and ``randaugment_magnitude`` may be changed between
+    epochs (progressive learning).
     """
 
     def __init__(
@@ -48,6 +58,9 @@ class TensorLoader:
         rank: int = 0,
         world_size: int = 1,
         channels_last: bool = False,
+        randaugment_ops: int = 0,
+        randaugment_magnitude: int = 9,
+        random_erasing: float = 0.0,
     ) -> None:
         self.images, self.labels = images, labels
         self.batch_size, self.image_size = batch_size, image_size
@@ -56,6 +69,9 @@ class TensorLoader:
         self.flip, self.crop_padding = flip and train, crop_padding if train else 0
         self.rank, self.world_size = rank, world_size
         self.channels_last = channels_last
+        self.randaugment_ops = randaugment_ops if train else 0
+        self.randaugment_magnitude = randaugment_magnitude
+        self.random_erasing = random_erasing if train else 0.0
         self.pin = device.type == "cuda"
 
     @property
@@ -101,7 +117,11 @@ class TensorLoader:
             x = random_crop(x, self.crop_padding, g)
             if self.flip:
                 x = random_flip(x, g)
+        if self.randaugment_ops > 0:
+            x = rand_augment(x, self.randaugment_ops, self.randaugment_magnitude, stream_seed(self.seed, epoch, b, 1))
         x = normalize(resize(x.float().div_(255.0), self.image_size), self.mean, self.std)
+        if self.random_erasing > 0:
+            x = random_erase(x, self.random_erasing, stream_seed(self.seed, epoch, b, 2))
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y

@@ -7,6 +7,12 @@ Nothing here knows a model's name: the model comes from the registry. The loop r
 or under ``torchrun`` (see ``distributed.py``). Resuming is exact: every random number comes from a saved RNG
 state or from the (seed, epoch, batch) of the loader, so an interrupted and resumed run ends with the same
 metrics and weights as the same run done in one go (on CPU; GPU kernels may be non-deterministic).
+
+A training step is one forward and backward pass and an optimizer step; with SAM (``optim.sam``) two passes, the
+second at the perturbed weights (``training_step``). Batches may be mixed (mixup/cutmix, ``data/mixing.py``) with
+soft targets; an EMA of the weights (``optim/ema.py``) is updated after every step and evaluated every epoch;
+progressive learning (EfficientNetV2) sets image size, RandAugment magnitude, mixup and dropout per epoch from
+the epoch's stage (``progressive_plan``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import platform
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,19 +38,28 @@ from torch import nn
 import papernets
 from papernets.config import Config, ConfigError, config_from_dict, config_to_dict
 from papernets.data import Splits, TensorLoader, load_dataset
+from papernets.data.loader import stream_seed
+from papernets.data.mixing import MixConfig, mix_batch
 from papernets.engine import distributed as dist_utils
 from papernets.engine.checkpoint import load_checkpoint, save_checkpoint
 from papernets.engine.plots import plot_curves
 from papernets.engine.progress import Progress, format_seconds
 from papernets.engine.speed import use_channels_last
 from papernets.optim import create_optimizer, create_schedule
-from papernets.registry import create_model, get_entry
+from papernets.optim.ema import ModelEma
+from papernets.optim.sam import SAM, frozen_bn_stats
+from papernets.registry import ModelEntry, create_model, get_entry
 
-__all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "METRIC_COLUMNS", "evaluate", "build_model"]
+__all__ = [
+    "Trainer", "TrainingDiverged", "TrainingInterrupted", "METRIC_COLUMNS", "EMA_COLUMNS", "PROGRESSIVE_COLUMNS",
+    "Stage", "evaluate", "build_model", "progressive_plan", "training_step",
+]
 
 METRIC_COLUMNS = [
     "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s", "train_img_per_s",
 ]
+EMA_COLUMNS = ["ema_val_loss", "ema_val_acc"]  # added when train.ema is on
+PROGRESSIVE_COLUMNS = ["image_size", "randaugment_magnitude", "mixup_alpha", "dropout"]  # train.progressive
 
 
 class TrainingDiverged(RuntimeError):
@@ -107,6 +123,107 @@ def split_output(output: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
 
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+@dataclass(frozen=True)
+class Stage:
+    """The training settings of one progressive-learning stage."""
+
+    image_size: int
+    randaugment_magnitude: int | None  # None: data.randaugment_magnitude
+    mixup_alpha: float | None  # None: train.mixup_alpha
+    dropout: float | None  # None: the model's own drop_rate
+
+
+def _lerp(pair: list[float] | None, ratio: float) -> float | None:
+    return None if pair is None else pair[0] + (pair[1] - pair[0]) * ratio
+
+
+def progressive_plan(cfg: Config, entry: ModelEntry, size_multiple: int = 1) -> list[Stage]:
+    """EfficientNetV2's progressive learning (Tan & Le 2021, section 4, Algorithm 1): stage ``i`` of ``M`` uses
+    ``S_0 + (S_e - S_0) * i / (M - 1)`` for image size, RandAugment magnitude, mixup alpha and dropout.
+
+    Image sizes are fractions of ``data.image_size`` (the final size, used for evaluation), rounded to a multiple
+    of ``size_multiple`` (a ViT's patch size). Raises ConfigError for models built for one input size."""
+    t = cfg.train
+    if not entry.variable_img_size:
+        raise ConfigError(
+            f"train.progressive changes the image size from stage to stage, but {entry.name} (family "
+            f"{entry.family!r}) is built for one input size (its token-mixing weights fix the number of patches); "
+            f"train it without train.progressive, or pick a convnet or ViT."
+        )
+    m = t.progressive_stages
+    stages = []
+    for i in range(m):
+        ratio = i / (m - 1) if m > 1 else 1.0
+        frac = _lerp(t.progressive_image_size, ratio)
+        size = max(size_multiple, int(round(frac * cfg.data.image_size / size_multiple)) * size_multiple)
+        if size < entry.min_img_size:
+            raise ConfigError(
+                f"progressive stage {i + 1} would train {entry.name} at {size} px ({frac:.3g} x data.image_size "
+                f"{cfg.data.image_size}), below its minimum of {entry.min_img_size} px; raise "
+                f"train.progressive_image_size[0] or data.image_size."
+            )
+        magnitude = _lerp(t.progressive_randaugment, ratio)
+        stages.append(Stage(size, None if magnitude is None else int(round(magnitude)),
+                            _lerp(t.progressive_mixup, ratio), _lerp(t.progressive_dropout, ratio)))
+    return stages
+
+
+def stage_index(epoch: int, epochs: int, stages: int) -> int:
+    """The stage of 0-based ``epoch``: the epochs split into ``stages`` equal runs (the first ones shorter)."""
+    return min(stages - 1, epoch * stages // max(epochs, 1))
+
+
+def training_step(
+    net: nn.Module,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    forward: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+    check: Callable[[float], None],
+    sam: SAM | None = None,
+    grad_clip: float | None = None,
+    any_process: Callable[[bool], bool] = lambda flag: flag,
+) -> tuple[float, torch.Tensor]:
+    """One optimizer step; ``forward()`` returns (loss, logits) of the batch, ``check(loss)`` may raise.
+
+    With ``sam``: the first backward pass (local to each process under DDP: SAM's per-device m-sharpness) gives
+    e(w) from the unscaled gradients; the weights move to w + e(w); the second forward and backward run there with
+    batch-norm running statistics frozen (the first pass updated them); the weights are restored; then the
+    gradients are unscaled, clipped and stepped as usual. A non-finite first gradient (an fp16 overflow) on any
+    process skips the step everywhere and lowers the gradient scale, as the scaler does for one pass.
+    ``any_process(flag)`` is true where ``flag`` is true on any process."""
+    loss, logits = forward()
+    loss_value = loss.item()
+    check(loss_value)
+    optimizer.zero_grad(set_to_none=True)
+    if sam is None:
+        scaler.scale(loss).backward()
+    else:
+        sync = net.no_sync() if isinstance(net, nn.parallel.DistributedDataParallel) else contextlib.nullcontext()
+        with sync:
+            scaler.scale(loss).backward()
+        perturbed = sam.perturb(grad_scale=scaler.get_scale())
+        if any_process(not perturbed):
+            sam.restore()
+            optimizer.zero_grad(set_to_none=True)
+            if scaler.is_enabled():
+                scaler.update(scaler.get_scale() * scaler.get_backoff_factor())
+            return loss_value, logits
+        optimizer.zero_grad(set_to_none=True)
+        try:
+            with frozen_bn_stats(model):
+                loss2, _ = forward()
+            scaler.scale(loss2).backward()
+        finally:
+            sam.restore()
+    if grad_clip:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss_value, logits
 
 
 @torch.no_grad()
@@ -173,12 +290,21 @@ def versions() -> dict[str, str]:
 
 
 class Trainer:
-    """Train ``cfg`` into ``run_dir``; ``resume`` is a loaded checkpoint to continue from."""
+    """Train ``cfg`` into ``run_dir``; ``resume`` is a loaded checkpoint to continue from.
+
+    ``recipe`` names the paper recipe already applied to ``cfg`` (the CLI applies it between the config file and
+    the flags); a ``cfg`` with ``train.recipe`` still set gets the recipe applied here, over all of ``cfg``."""
 
     def __init__(
-        self, cfg: Config, run_dir: Path, resume: dict[str, Any] | None = None, stream=sys.stderr
+        self, cfg: Config, run_dir: Path, resume: dict[str, Any] | None = None, stream=sys.stderr,
+        recipe: str | None = None,
     ) -> None:
+        if cfg.train.recipe:
+            from papernets.optim.recipes import apply_recipe
+
+            cfg, recipe = apply_recipe(cfg)
         self.cfg, self.run_dir, self.stream = cfg, Path(run_dir), stream
+        self.recipe = recipe
         self.info = dist_utils.init_distributed(cfg.train.device)
         self.device = self.info.device
         if cfg.train.threads:
@@ -198,6 +324,12 @@ class Trainer:
         self.channels_last = channels_last
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.plan: list[Stage] = []
+        if cfg.train.progressive:
+            patch = getattr(getattr(self.model, "patch_embed", None), "patch_size", 1)
+            self.plan = progressive_plan(cfg, self.entry, patch if isinstance(patch, int) else 1)
+            self._check_stage_sizes()
+        self.ema = ModelEma(self.model, cfg.train.ema_decay, cfg.train.ema_warmup) if cfg.train.ema else None
         self.net: nn.Module = self.model
         if self.info.enabled:
             self.net = nn.parallel.DistributedDataParallel(
@@ -207,11 +339,18 @@ class Trainer:
 
         common = dict(image_size=cfg.data.image_size, mean=self.data.mean, std=self.data.std, device=self.device,
                       channels_last=channels_last, rank=self.info.rank, world_size=self.info.world_size)
+        ra_ops = cfg.data.randaugment_ops
+        if self.plan and cfg.train.progressive_randaugment is not None and ra_ops == 0:
+            ra_ops = 2  # EfficientNetV2's RandAugment has 2 ops
         self.train_loader = TensorLoader(
             self.data.train_x, self.data.train_y, cfg.train.batch_size, train=True, seed=cfg.train.seed,
             flip=self.data.flip and cfg.data.augment, crop_padding=self.data.crop_padding if cfg.data.augment else 0,
-            **common,
+            randaugment_ops=ra_ops, randaugment_magnitude=cfg.data.randaugment_magnitude,
+            random_erasing=cfg.data.random_erasing, **common,
         )
+        self.num_classes = cfg.model.num_classes or self.data.num_classes
+        self.mix = MixConfig(cfg.train.mixup_alpha, cfg.train.cutmix_alpha, cfg.train.mix_prob,
+                             cfg.train.mix_switch_prob)
         eval_bs = cfg.train.eval_batch_size or 2 * cfg.train.batch_size
         self.val_loader = TensorLoader(self.data.val_x, self.data.val_y, eval_bs, train=False, **common)
         self.test_loader = TensorLoader(self.data.test_x, self.data.test_y, eval_bs, train=False, **common)
@@ -222,6 +361,8 @@ class Trainer:
             )
 
         self.optimizer = create_optimizer(self.model, cfg.optim)
+        o = cfg.optim
+        self.sam = SAM(list(self.model.parameters()), o.sam_rho, o.sam_adaptive, o.sam_eta) if o.sam else None
         self.schedule = create_schedule(
             self.optimizer, cfg.schedule, len(self.train_loader), cfg.train.epochs, cfg.optim.lr
         )
@@ -232,6 +373,53 @@ class Trainer:
         if resume is not None:
             self._restore(resume)
 
+    def _check_stage_sizes(self) -> None:
+        """A forward pass at each progressive stage's size, so that a size the model cannot take is a clear
+        config error now rather than a crash in a later epoch."""
+        was_training = self.model.training
+        self.model.eval()
+        in_chans = self.cfg.model.in_chans or self.data.in_chans
+        try:
+            with torch.no_grad():
+                for i, st in enumerate(self.plan):
+                    try:
+                        self.model(torch.zeros(1, in_chans, st.image_size, st.image_size, device=self.device))
+                    except Exception as exc:  # the models raise many kinds for sizes they cannot take
+                        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+                        raise ConfigError(
+                            f"train.progressive: {self.entry.name} cannot take the {st.image_size} px images of "
+                            f"stage {i + 1} ({first}); change train.progressive_image_size."
+                        ) from exc
+        finally:
+            self.model.train(was_training)
+
+    @property
+    def metric_columns(self) -> list[str]:
+        """metrics.csv's columns: the fixed ones, then EMA and progressive-learning columns when those are on."""
+        return METRIC_COLUMNS + (EMA_COLUMNS if self.ema else []) + (PROGRESSIVE_COLUMNS if self.plan else [])
+
+    def _apply_stage(self, epoch: int) -> None:
+        """Set the image size and regularization of ``epoch``'s progressive-learning stage."""
+        if not self.plan:
+            return
+        st = self.plan[stage_index(epoch, self.cfg.train.epochs, len(self.plan))]
+        self.train_loader.image_size = st.image_size
+        if st.randaugment_magnitude is not None:
+            self.train_loader.randaugment_magnitude = st.randaugment_magnitude
+        if st.mixup_alpha is not None:
+            self.mix.mixup_alpha = st.mixup_alpha
+        if st.dropout is not None:
+            self.model.drop_rate = st.dropout
+
+    def _stage_row(self) -> dict[str, float]:
+        loader = self.train_loader
+        return {
+            "image_size": loader.image_size,
+            "randaugment_magnitude": loader.randaugment_magnitude if loader.randaugment_ops > 0 else 0,
+            "mixup_alpha": self.mix.mixup_alpha,
+            "dropout": float(getattr(self.model, "drop_rate", float("nan"))),
+        }
+
     # ------------------------------------------------------------------------------------------ checkpoints
 
     def _checkpoint_state(self) -> dict[str, Any]:
@@ -241,6 +429,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "recipe": self.recipe,
             "rng": _rng_state(self.device),
             "epoch": s.epoch,
             "global_step": s.global_step,
@@ -269,6 +459,9 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["schedule"])
         self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None and ckpt.get("ema") is not None:
+            self.ema.load_state_dict(ckpt["ema"])
+        self.recipe = ckpt.get("recipe", self.recipe)
         if ckpt.get("world_size", 1) == self.info.world_size:
             _set_rng_state(ckpt["rng"], self.device)
         s = self.state
@@ -299,28 +492,42 @@ class Trainer:
         bar = Progress(f"epoch {epoch + 1}/{cfg.train.epochs}", total, p.step, self.info.is_main,
                        cfg.train.log_every, self.stream)
         aux_weight = float(getattr(self.model, "aux_weight", 0.0))
+        self._apply_stage(epoch)
         t_start = time.perf_counter() - p.time_s
+
+        def criterion(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+            if targets is not None:  # mixed batch: soft targets (label smoothing already in them)
+                return F.cross_entropy(logits.float(), targets)
+            return F.cross_entropy(logits.float(), y, label_smoothing=cfg.train.label_smoothing)
+
         for step, (x, y) in enumerate(self.train_loader.batches(epoch, p.step), start=p.step):
-            with _autocast(self.device, self.amp_dtype):
-                logits, aux = split_output(self.net(x))
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.train.label_smoothing)
-                for a in aux:
-                    loss = loss + aux_weight * F.cross_entropy(
-                        a.float(), y, label_smoothing=cfg.train.label_smoothing
+            targets = None
+            if self.mix.active:
+                x, targets, _ = mix_batch(x, y, self.num_classes, self.mix, stream_seed(cfg.train.seed, epoch, step, 3),
+                                          cfg.train.label_smoothing)
+
+            def forward(x=x, y=y, targets=targets) -> tuple[torch.Tensor, torch.Tensor]:
+                with _autocast(self.device, self.amp_dtype):
+                    logits, aux = split_output(self.net(x))
+                    loss = criterion(logits, y, targets)
+                    for a in aux:
+                        loss = loss + aux_weight * criterion(a, y, targets)
+                return loss, logits
+
+            def check(loss_value: float, step=step) -> None:
+                if not math.isfinite(loss_value):
+                    raise TrainingDiverged(
+                        f"the loss became {loss_value} at epoch {epoch + 1}, step {step + 1}; stopped, and the last "
+                        f"good checkpoint (epoch {self.state.epoch}) is kept. Try a lower optim.lr or set "
+                        f"train.grad_clip."
                     )
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise TrainingDiverged(
-                    f"the loss became {loss_value} at epoch {epoch + 1}, step {step + 1}; stopped, and the last "
-                    f"good checkpoint (epoch {self.state.epoch}) is kept. Try a lower optim.lr or set train.grad_clip."
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if cfg.train.grad_clip:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+
+            loss_value, logits = training_step(
+                self.net, self.model, self.optimizer, self.scaler, forward, check, self.sam, cfg.train.grad_clip,
+                lambda flag: dist_utils.broadcast_flag(flag, self.info),
+            )
+            if self.ema is not None:
+                self.ema.update(self.model, self.state.global_step)
             self.schedule.step()
             self.state.global_step += 1
             n = len(y)
@@ -341,7 +548,9 @@ class Trainer:
         cfg, s = self.cfg, self.state
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+            header = (f"# The paper recipe was applied: {self.recipe}.\n# This is the resolved config (train.recipe: "
+                      "null), so --config with this file repeats the run.\n") if self.recipe else ""
+            (self.run_dir / "config.yaml").write_text(header + yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         params = sum(p.numel() for p in self.model.parameters())
         self._log(
             f"papernets: {self.entry.name} on {self.data.name} ({len(self.data.train_x)} train / "
@@ -365,7 +574,10 @@ class Trainer:
                     [p.loss_sum, p.correct, p.seen, p.time_s], self.info
                 )
                 epoch_time /= self.info.world_size
-                val = evaluate(self.net, self.val_loader, self.info, self.amp_dtype) if len(self.data.val_x) else None
+                has_val = len(self.data.val_x) > 0
+                val = evaluate(self.net, self.val_loader, self.info, self.amp_dtype) if has_val else None
+                ema_val = evaluate(self.ema.module, self.val_loader, self.info, self.amp_dtype) \
+                    if has_val and self.ema else None
                 row = {
                     "epoch": epoch + 1,
                     "lr": self.optimizer.param_groups[0]["lr"],
@@ -376,11 +588,17 @@ class Trainer:
                     "epoch_time_s": epoch_time,
                     "train_img_per_s": seen / epoch_time if epoch_time > 0 else 0.0,
                 }
+                if self.ema:
+                    row["ema_val_loss"] = ema_val["loss"] if ema_val else float("nan")
+                    row["ema_val_acc"] = ema_val["acc"] if ema_val else float("nan")
+                if self.plan:
+                    row.update(self._stage_row())
                 s.history.append(row)
                 s.epoch, s.partial = epoch + 1, EpochProgress()
-                improved = val is not None and val["acc"] > s.best_val_acc
+                selected = ema_val if self.cfg.train.select_best_on == "ema" else val
+                improved = selected is not None and selected["acc"] > s.best_val_acc
                 if improved:
-                    s.best_val_acc, s.best_epoch = val["acc"], epoch + 1
+                    s.best_val_acc, s.best_epoch = selected["acc"], epoch + 1
                 now = time.perf_counter()
                 s.wall_time_s += now - self._session_start
                 self._session_start = now
@@ -393,7 +611,9 @@ class Trainer:
                 self._log(
                     f"epoch {epoch + 1}/{cfg.train.epochs}: train loss {row['train_loss']:.4f} "
                     f"acc {row['train_acc'] * 100:.2f}% | val loss {row['val_loss']:.4f} "
-                    f"acc {row['val_acc'] * 100:.2f}%{' (best)' if improved else ''} | {epoch_time:.1f}s, "
+                    f"acc {row['val_acc'] * 100:.2f}%"
+                    + (f" | EMA val acc {row['ema_val_acc'] * 100:.2f}%" if self.ema else "")
+                    + f"{' (best)' if improved else ''} | {epoch_time:.1f}s, "
                     f"{row['train_img_per_s']:.0f} img/s, left {format_seconds(left)}"
                 )
                 if dist_utils.broadcast_flag(self.stop_requested, self.info) and epoch + 1 < cfg.train.epochs:
@@ -411,7 +631,7 @@ class Trainer:
         path = self.run_dir / "metrics.csv"
         tmp = path.with_suffix(".csv.tmp")
         with tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+            writer = csv.DictWriter(f, fieldnames=self.metric_columns, extrasaction="ignore")
             writer.writeheader()
             for row in self.state.history:
                 writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) and k == "lr" else v) for k, v in row.items()})
@@ -422,11 +642,17 @@ class Trainer:
         cfg, s = self.cfg, self.state
         best_path = self.run_dir / "checkpoints" / "best.pt"
         dist_utils.barrier(self.info)
+        use_ema = self.ema is not None and cfg.train.select_best_on == "ema"
         tested = "last"
         if cfg.output.save_best and best_path.is_file():
-            self.model.load_state_dict(load_checkpoint(best_path, self.device)["model"])
+            best = load_checkpoint(best_path, self.device)
+            self.model.load_state_dict(best["model"])
+            if self.ema is not None and best.get("ema") is not None:
+                self.ema.load_state_dict(best["ema"])
             tested = f"best (epoch {s.best_epoch})"
-        test = evaluate(self.net, self.test_loader, self.info, self.amp_dtype)
+        if use_ema:
+            tested += " EMA"
+        test = evaluate(self.ema.module if use_ema else self.net, self.test_loader, self.info, self.amp_dtype)
         from papernets.bench.profile import meta_model_stats
 
         in_chans = cfg.model.in_chans or self.data.in_chans
@@ -459,6 +685,7 @@ class Trainer:
             "world_size": self.info.world_size,
             "channels_last": self.channels_last,
             "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
+            "recipe": self.recipe,
             "versions": versions(),
         }
         if self.info.is_main:

@@ -3,33 +3,48 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
 
 from papernets.config import OptimConfig
+from papernets.optim.optimizers import Lamb, RMSpropTF
 
-__all__ = ["create_optimizer", "OPTIMIZERS"]
+__all__ = ["create_optimizer", "param_groups", "OPTIMIZERS"]
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "lamb")
+
+
+def param_groups(model: nn.Module, weight_decay: float, no_decay_1d: bool) -> list[dict[str, Any]]:
+    """One group, or with ``no_decay_1d`` two: matrices and kernels with ``weight_decay``, 1-D parameters (biases,
+    normalization scales and shifts, layer scales) and scalars without it."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not no_decay_1d:
+        return [{"params": params, "weight_decay": weight_decay}]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
 
 
 def create_optimizer(params: Iterable[nn.Parameter] | nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """SGD (momentum, Nesterov), Adam, AdamW or RMSprop with the configured hyper-parameters."""
+    """SGD (momentum, Nesterov), Adam, AdamW, RMSprop (PyTorch's or TensorFlow's form) or LAMB."""
     if isinstance(params, nn.Module):
-        params = [p for p in params.parameters() if p.requires_grad]
-    name = cfg.name
+        groups: Any = param_groups(params, cfg.weight_decay, cfg.no_weight_decay_norm_bias)
+    else:
+        groups = list(params)
+    name, wd = cfg.name, cfg.weight_decay
     if name == "sgd":
-        return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
-            weight_decay=cfg.weight_decay,
-        )
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+                               weight_decay=wd)
     if name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=wd)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=wd)
     if name == "rmsprop":
-        return torch.optim.RMSprop(
-            params, lr=cfg.lr, alpha=cfg.alpha, eps=cfg.eps, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-        )
+        cls = RMSpropTF if cfg.tf_style_eps else torch.optim.RMSprop
+        return cls(groups, lr=cfg.lr, alpha=cfg.alpha, eps=cfg.eps, momentum=cfg.momentum, weight_decay=wd)
+    if name == "lamb":
+        return Lamb(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=wd)
     raise ValueError(f"unknown optimizer {name!r}; accepted: {', '.join(OPTIMIZERS)}.")
