@@ -311,12 +311,15 @@ class Trainer:
             torch.set_num_threads(cfg.train.threads)
         self.amp_dtype = _amp_dtype(cfg.train.amp, self.device)
 
+        self.entry = get_entry(cfg.model.name)
+        self.plan: list[Stage] = []
+        if cfg.train.progressive:  # a model that cannot take it fails here, before the data is loaded
+            progressive_plan(cfg, self.entry)
         torch.manual_seed(cfg.train.seed)
         self.data: Splits = load_dataset(
             cfg.data.name, cfg.data.root, cfg.data.val_fraction, cfg.data.limit, cfg.data.download,
             cfg.data.split_seed, cfg.data.image_size,
         )
-        self.entry = get_entry(cfg.model.name)
         self.model = build_model(cfg, self.data.num_classes, self.data.in_chans).to(self.device)
         channels_last = cfg.train.channels_last
         if channels_last is None:
@@ -324,7 +327,6 @@ class Trainer:
         self.channels_last = channels_last
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.plan: list[Stage] = []
         if cfg.train.progressive:
             patch = getattr(getattr(self.model, "patch_embed", None), "patch_size", 1)
             self.plan = progressive_plan(cfg, self.entry, patch if isinstance(patch, int) else 1)
