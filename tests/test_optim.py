@@ -105,6 +105,13 @@ def test_recipe_keys_are_validated(override, match):
         apply_overrides(Config(), [override])
 
 
+def test_configs_saved_with_the_old_schedule_keys_still_load():
+    from papernets.config import config_from_dict
+
+    old = config_from_dict({"schedule": {"name": "step", "step_epochs": 3, "warmup_epochs": 0.5}})
+    assert (old.schedule.step_size, old.schedule.warmup, old.schedule.unit) == (3.0, 0.5, "epochs")
+
+
 # ----------------------------------------------------------------------------------------------- schedules
 
 

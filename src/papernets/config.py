@@ -223,9 +223,15 @@ def config_from_dict(raw: dict[str, Any], base: Config | None = None) -> Config:
             raise ConfigError(f"config section {name!r} must be a mapping of keys, got {values!r}.")
         section = getattr(cfg, name)
         for key, value in values.items():
-            _set_field(section, str(key), value, f"{name}.")
+            key = _RENAMED.get((name, str(key)), str(key))
+            _set_field(section, key, value, f"{name}.")
     validate(cfg)
     return cfg
+
+
+# Keys renamed since runs were first saved (schedules configured in epochs or steps): old run directories and
+# checkpoints still load. Both old keys were in epochs, the default schedule.unit.
+_RENAMED = {("schedule", "step_epochs"): "step_size", ("schedule", "warmup_epochs"): "warmup"}
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:
