@@ -411,3 +411,26 @@ def test_vit_resampling_matches_timm_dynamic_size():
     x = torch.randn(2, 3, 112, 80)
     with torch.no_grad():
         torch.testing.assert_close(model(x), ref(x), atol=1e-5, rtol=1e-5)
+
+
+def test_vit_import_at_another_size_resamples_position_embeddings():
+    """Fine-tuning at a new resolution (paper section 3.2): imported embeddings are interpolated on import."""
+    ref = _randomized_reference("timm", "vit_tiny_patch16_224", img_size=64)
+    convert = get_entry("vit_ti_16").pretrained["timm"].convert
+    at_64, at_96 = _ours("vit_ti_16", 64), _ours("vit_ti_16", 96)
+    at_64.load_state_dict(convert(ref.state_dict(), at_64), strict=True)
+    at_96.load_state_dict(convert(ref.state_dict(), at_96), strict=True)
+    assert at_96.pos_embed.shape == (1, 1 + 6 * 6, 192)
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(at_96.eval()(x), at_64.eval()(x), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mixer_b_16", "resmlp_12", "gmlp_s_16"])
+def test_fixed_size_import_refuses_other_sizes(name):
+    source = get_entry(name).pretrained["timm"]
+    with torch.device("meta"):
+        state = reference_model("timm", source.name, img_size=64).state_dict()
+        model = papernets.create_model(name, img_size=96)
+    with pytest.raises(ModelConfigError, match="img_size=64"):
+        source.convert(state, model)

@@ -23,7 +23,7 @@ Faithful to the paper and its official code (google-research/vision_transformer,
 (eps 1e-6, Flax's), exact GELU, patch embedding as a strided convolution, global average pooling, LeCun-normal
 kernels and zero biases, zero-initialized head.
 Deviations:
-- ``drop_path_rate`` (stochastic depth, section 3.1 "pre-training" regularization) grows linearly with depth
+- ``drop_path_rate`` (stochastic depth, one of the paper's pre-training regularizers) grows linearly with depth
   as in big_vision, but the surviving branch is rescaled by 1 / (1 - p) at training time (DropPath, as timm
   and DeiT); big_vision drops without rescaling. 0 by default.
 - ``drop_rate`` is dropout before the head (the paper lists dropout among its regularizers without placing
@@ -158,9 +158,23 @@ class MlpMixer(nn.Module):
         nn.init.zeros_(self.head.bias)
 
 
+def _check_patches(state: dict[str, torch.Tensor], model: nn.Module, key: str) -> None:
+    """Their token-mixing MLP fixes the number of patches: refuse weights made for another image size, plainly."""
+    theirs, ours = state[key].shape[-1], model.patch_embed.num_patches
+    patch = state["patch_embed.proj.weight"].shape[-1]
+    if theirs != ours or patch != model.patch_embed.patch_size:
+        size = int(round(theirs**0.5)) * patch
+        raise ModelConfigError(
+            f"these weights are for {size} px images ({theirs} patches of {patch} px) and this model is built for "
+            f"{model.img_size} px; build it with img_size={size} (and small_input=False) to import them."
+        )
+
+
 def _from_timm(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """timm's MlpMixer -> ours: only the patch embedding is named differently."""
-    return rename_keys(state, [(r"^stem\.", "patch_embed.")])
+    state = rename_keys(state, [(r"^stem\.", "patch_embed.")])
+    _check_patches(state, model, "blocks.0.mlp_tokens.fc1.weight")
+    return state
 
 
 def _timm(name: str) -> dict[str, PretrainedSource]:

@@ -4,7 +4,7 @@ Paper: "ResMLP: Feedforward networks for image classification with data-efficien
 P. Bojanowski, M. Caron, M. Cord, A. El-Nouby, E. Grave, G. Izacard, A. Joulin, G. Synnaeve, J. Verbeek, H.
 Jegou, IEEE TPAMI 2022 (arXiv 2021). https://arxiv.org/abs/2105.03404
 
-Key idea: a residual network of two sublayers per block, nothing else (section 2, eq. 1-2):
+Key idea: a residual network of two sublayers per block, nothing else (section 2):
 
     Z = X + LS1 . (A Aff(X)^T)^T        cross-patch sublayer: ONE linear layer A (N x N) over the patches
     Y = Z + LS2 . (C GELU(B Aff(Z)))    cross-channel sublayer: a 2-layer MLP with hidden width 4d
@@ -12,7 +12,7 @@ Key idea: a residual network of two sublayers per block, nothing else (section 2
 Aff(x) = alpha * x + beta (per channel, initialized to 1 and 0) replaces LayerNorm: no statistics at all.
 LS1/LS2 are per-channel LayerScale factors (CaiT) initialized to a small epsilon. Patch embedding 16 x 16,
 patch tokens averaged at the end, then Aff and a linear classifier (the final Aff is applied before the
-pooling, as in the official code). Variants (section 3, all d = 384, 196 patches at 224 px):
+pooling, as in the official code). Variants (all d = 384, 196 patches at 224 px):
 
     model      blocks  LayerScale init  params (224 px, 1000 classes)
     ResMLP-12    12        0.1          15,350,872
@@ -60,7 +60,7 @@ RESMLP = Paper(
     "https://arxiv.org/abs/2105.03404",
 )
 
-# Section 3: depth -> LayerScale initialization (width 384, patch 16, MLP ratio 4 for all).
+# Depth -> LayerScale initialization (width 384, patch 16, MLP ratio 4 for all).
 RESMLP_LAYERSCALE: dict[int, float] = {12: 0.1, 24: 1e-5, 36: 1e-6}
 EMBED_DIM, PATCH_SIZE, MLP_RATIO, SMALL_PATCH = 384, 16, 4, 4
 
@@ -78,7 +78,7 @@ class Affine(nn.Module):
 
 
 class ResMLPBlock(nn.Module):
-    """Cross-patch linear sublayer then cross-channel MLP, each Aff-normalized and LayerScaled (eq. 1-2)."""
+    """Cross-patch linear sublayer then cross-channel MLP, each Aff-normalized and LayerScaled."""
 
     def __init__(self, dim: int, seq_len: int, init_scale: float, drop_path: float = 0.0) -> None:
         super().__init__()
@@ -158,9 +158,22 @@ class ResMLP(nn.Module):
         nn.init.zeros_(self.head.bias)
 
 
+def _check_patches(state: dict[str, torch.Tensor], model: nn.Module, key: str) -> None:
+    """Their cross-patch layer fixes the number of patches: refuse weights made for another image size, plainly."""
+    theirs, ours = state[key].shape[-1], model.patch_embed.num_patches
+    patch = state["patch_embed.proj.weight"].shape[-1]
+    if theirs != ours or patch != model.patch_embed.patch_size:
+        size = int(round(theirs**0.5)) * patch
+        raise ModelConfigError(
+            f"these weights are for {size} px images ({theirs} patches of {patch} px) and this model is built for "
+            f"{model.img_size} px; build it with img_size={size} (and small_input=False) to import them."
+        )
+
+
 def _from_timm(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """timm's MlpMixer(ResBlock) -> ours: patch embedding name, and alpha/beta from (1, 1, d) to (d,)."""
     state = rename_keys(state, [(r"^stem\.", "patch_embed.")])
+    _check_patches(state, model, "blocks.0.linear_tokens.weight")
     return {k: v.reshape(-1) if k.endswith((".alpha", ".beta")) else v for k, v in state.items()}
 
 

@@ -251,30 +251,42 @@ class VisionTransformer(nn.Module):
         nn.init.zeros_(self.head.bias)
 
 
+def _fit_pos_embed(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Resample imported position embeddings to the grid our model was built for (fine-tuning at another size)."""
+    pos = state["pos_embed"]
+    if pos.shape != model.pos_embed.shape:
+        grid = int(round((pos.shape[1] - 1) ** 0.5))
+        if grid * grid != pos.shape[1] - 1:
+            raise ModelConfigError(f"cannot resample position embeddings of shape {tuple(pos.shape)}.")
+        state["pos_embed"] = resample_pos_embed(pos, (grid, grid), model.grid_size)
+    return state
+
+
+# torchvision's names -> ours (their in_proj holds q, k, v in our qkv order).
+_TORCHVISION_RULES = [
+    (r"^conv_proj\.", "patch_embed.proj."),
+    (r"^class_token$", "cls_token"),
+    (r"^encoder\.pos_embedding$", "pos_embed"),
+    (r"^encoder\.layers\.encoder_layer_(\d+)\.", r"blocks.\1."),
+    (r"\.ln_1\.", ".norm1."),
+    (r"\.ln_2\.", ".norm2."),
+    (r"\.self_attention\.in_proj_(weight|bias)$", r".attn.qkv.\1"),
+    (r"\.self_attention\.out_proj\.", ".attn.proj."),
+    (r"\.mlp\.0\.", ".mlp.fc1."),
+    (r"\.mlp\.3\.", ".mlp.fc2."),
+    (r"^encoder\.ln\.", "norm."),
+    (r"^heads\.head\.", "head."),
+]
+
+
 def _from_torchvision(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """torchvision's ViT -> ours: renames only (their in_proj is our qkv, in the same q, k, v order)."""
-    return rename_keys(
-        state,
-        [
-            (r"^conv_proj\.", "patch_embed.proj."),
-            (r"^class_token$", "cls_token"),
-            (r"^encoder\.pos_embedding$", "pos_embed"),
-            (r"^encoder\.layers\.encoder_layer_(\d+)\.", r"blocks.\1."),
-            (r"\.ln_1\.", ".norm1."),
-            (r"\.ln_2\.", ".norm2."),
-            (r"\.self_attention\.in_proj_(weight|bias)$", r".attn.qkv.\1"),
-            (r"\.self_attention\.out_proj\.", ".attn.proj."),
-            (r"\.mlp\.0\.", ".mlp.fc1."),
-            (r"\.mlp\.3\.", ".mlp.fc2."),
-            (r"^encoder\.ln\.", "norm."),
-            (r"^heads\.head\.", "head."),
-        ],
-    )
+    """torchvision's ViT -> ours: renamed, position embeddings resampled if ours is built for another size."""
+    return _fit_pos_embed(rename_keys(state, _TORCHVISION_RULES), model)
 
 
 def _from_timm(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """timm's VisionTransformer uses our names already."""
-    return rename_keys(state, [])
+    """timm's VisionTransformer uses our names already; position embeddings resampled as for torchvision."""
+    return _fit_pos_embed(dict(state), model)
 
 
 def _sources(torchvision: str | None = None, timm: str | None = None) -> dict[str, PretrainedSource]:
