@@ -461,8 +461,11 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["schedule"])
         self.scaler.load_state_dict(ckpt["scaler"])
-        if self.ema is not None and ckpt.get("ema") is not None:
-            self.ema.load_state_dict(ckpt["ema"])
+        if self.ema is not None:  # a checkpoint without an average starts one from its weights
+            if ckpt.get("ema") is not None:
+                self.ema.load_state_dict(ckpt["ema"])
+            else:
+                self.ema = ModelEma(self.model, self.cfg.train.ema_decay, self.cfg.train.ema_warmup)
         self.recipe = ckpt.get("recipe", self.recipe)
         if ckpt.get("world_size", 1) == self.info.world_size:
             _set_rng_state(ckpt["rng"], self.device)
