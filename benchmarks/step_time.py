@@ -3,7 +3,8 @@
     python benchmarks/step_time.py [--image-size 28] [--in-chans 1] [--batch-size 32] [--out FILE.md]
 
 Prints one line per model as it goes; with --out writes a Markdown table. Median of --repeats timed steps after
-one warm-up step.
+one warm-up step. Each model runs in the memory format the trainer uses for its family on the CPU
+(``papernets.engine.speed.use_channels_last``).
 """
 
 from __future__ import annotations
@@ -17,11 +18,16 @@ from pathlib import Path
 import torch
 
 import papernets
+from papernets.engine.speed import use_channels_last
+from papernets.registry import get_entry
 
 
-def step_time(name: str, size: int, in_chans: int, batch: int, repeats: int) -> float:
+def step_time(name: str, size: int, in_chans: int, batch: int, repeats: int, channels_last: bool) -> float:
     model = papernets.create_model(name, num_classes=10, in_chans=in_chans, img_size=size).train()
     x = torch.randn(batch, in_chans, size, size)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
     times = []
     for i in range(repeats + 1):
@@ -46,9 +52,11 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for name in papernets.list_models(args.pattern):
-        t = step_time(name, args.image_size, args.in_chans, args.batch_size, args.repeats)
-        rows.append((name, t))
-        print(f"{name:24s} {t * 1000:9.1f} ms  ({args.batch_size / t:8.1f} img/s)", flush=True)
+        fmt = use_channels_last(get_entry(name).family, torch.device("cpu"))
+        t = step_time(name, args.image_size, args.in_chans, args.batch_size, args.repeats, fmt)
+        rows.append((name, t, fmt))
+        print(f"{name:24s} {t * 1000:9.1f} ms  ({args.batch_size / t:8.1f} img/s){'  channels_last' * fmt}",
+              flush=True)
     if args.out:
         lines = [
             f"# Forward+backward time, batch {args.batch_size} at {args.in_chans}x{args.image_size}x"
@@ -57,10 +65,11 @@ def main() -> None:
             f"Written by `python benchmarks/step_time.py --out {args.out}` on {platform.processor() or 'CPU'}, "
             f"{torch.get_num_threads()} threads, torch {torch.__version__}: median of {args.repeats} steps.",
             "",
-            "| model | ms / step | img/s |",
-            "|---|---:|---:|",
+            "| model | ms / step | img/s | memory format |",
+            "|---|---:|---:|---|",
         ]
-        lines += [f"| `{n}` | {t * 1000:.1f} | {args.batch_size / t:.1f} |" for n, t in rows]
+        lines += [f"| `{n}` | {t * 1000:.1f} | {args.batch_size / t:.1f} | {'channels_last' if f else 'contiguous'} |"
+                  for n, t, f in rows]
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text("\n".join(lines) + "\n")
 

@@ -134,5 +134,7 @@ def test_profile_counts_and_times():
     out = json.loads(res.stdout)
     assert out["params"] == 11_173_962 and out["gflops"] == pytest.approx(2 * out["gmacs"])
     assert out["train_img_per_s"] > 0 and out["infer_img_per_s"] > 0
+    # A training step holds at least the fp32 weights and their gradients: 2 x 4 bytes x 11.17M = 85 MiB.
+    assert out["peak_memory_mb"] > 85
     text = run_cli("profile", "lenet5", "--in-chans", "1", "--image-size", "28", "--num-classes", "10", "--no-timing")
     assert text.returncode == 0 and "GMACs" in text.stdout and "GFLOPs" in text.stdout and "60,850" in text.stdout

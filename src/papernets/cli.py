@@ -401,8 +401,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     print(f"  GFLOPs / image    {res.gflops:.4f}   (= 2 x GMACs)")
     print(f"  train img/s       {num(res.train_img_per_s, '.1f')}   (forward + backward + SGD step)")
     print(f"  inference img/s   {num(res.infer_img_per_s, '.1f')}")
-    print(f"  peak memory (MB)  {num(res.peak_memory_mb, '.1f')}   (one training step"
-          f"{', process RSS high-water' if res.device == 'cpu' else ', CUDA allocator'})")
+    print(f"  peak memory (MB)  {num(res.peak_memory_mb, '.1f')}   (model, gradients and "
+          f"activations of one training step; {'process RSS high-water' if res.device == 'cpu' else 'CUDA allocator'})")
     return EXIT_OK
 
 

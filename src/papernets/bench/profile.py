@@ -9,6 +9,8 @@ attention matmuls are counted whatever kernel runs them.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,15 +35,17 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def _sdpa_cpu_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
-    return flop_counter.sdpa_flop_count(query.shape, key.shape, value.shape)
+def _sdpa_cpu_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of PyTorch's fused CPU attention kernel: the two matmuls (Q K^T and A V), as for the
+    generic SDPA op. ``FlopCounterMode`` hands custom entries the argument shapes, not tensors."""
+    return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
 def _custom_mapping() -> dict:
     mapping = {}
     op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
     if op is not None:
-        mapping[op] = flop_counter.shape_wrapper(_sdpa_cpu_flops)
+        mapping[op] = _sdpa_cpu_flops
     return mapping
 
 
@@ -87,9 +91,17 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+def _release_free_memory() -> None:
+    """Hand freed heap pages back to the OS so that the next high-water mark counts fresh allocations."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def peak_memory_mb(fn, device: torch.device) -> float | None:
     """Peak memory of running ``fn()``: CUDA allocator peak on a GPU; on CPU the process's resident-set
-    high-water mark above its size before the call (Linux ``VmHWM``), or None where that cannot be read."""
+    high-water mark above its size before the call (Linux ``VmHWM``), or None where that cannot be read.
+    Whatever ``fn`` allocates counts, so let it build the model it measures."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -97,6 +109,7 @@ def peak_memory_mb(fn, device: torch.device) -> float | None:
         fn()
         torch.cuda.synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    _release_free_memory()
     if not _reset_peak_rss():
         fn()
         return None
@@ -196,13 +209,19 @@ def profile_model(
     if channels_last is None:
         channels_last = use_channels_last(entry.family, device)
     if timing:
-        model = create_model(entry.name, num_classes=num_classes, in_chans=in_chans, img_size=size).to(device)
-        x = torch.randn(batch_size, in_chans, size, size, device=device)
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
-            x = x.contiguous(memory_format=torch.channels_last)
+
+        def build() -> tuple[nn.Module, torch.Tensor]:
+            model = create_model(entry.name, num_classes=num_classes, in_chans=in_chans, img_size=size).to(device)
+            x = torch.randn(batch_size, in_chans, size, size, device=device)
+            if channels_last:
+                model = model.to(memory_format=torch.channels_last)
+                x = x.contiguous(memory_format=torch.channels_last)
+            return model, x
+
+        # Peak first, from a fresh model: weights, gradients, optimizer state and activations of one step.
+        peak = peak_memory_mb(lambda: measure_throughput(*build(), train=True, steps=1, warmup=0), device)
+        model, x = build()
         train_ips = measure_throughput(model, x, train=True, steps=steps)
-        peak = peak_memory_mb(lambda: measure_throughput(model, x, train=True, steps=1, warmup=0), device)
         infer_ips = measure_throughput(model, x, train=False, steps=steps)
     return ProfileResult(
         model=entry.name,
