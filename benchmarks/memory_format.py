@@ -81,7 +81,7 @@ def main() -> None:
         rows.append((family, name, nchw, nhwc))
         print(f"{family:16s} {name:22s} contiguous {nchw:8.1f} img/s  channels_last {nhwc:8.1f} img/s  "
               f"x{nhwc / nchw:.2f}", flush=True)
-    faster = sorted(f for f, _, a, b in rows if b / a >= FASTER)
+    faster = sorted({f for f, _, a, b in rows if b / a >= FASTER})
     print(f"faster in channels_last (>= x{FASTER:.2f}): {', '.join(faster) or 'none'}")
     if args.out:
         lines = [
