@@ -275,10 +275,13 @@ def test_densenet_memory_efficient_is_exact() -> None:
         torch.testing.assert_close(b, a, msg=name)
 
 
+def _leaky_slopes(model: nn.Module) -> list[float]:
+    return [m.negative_slope for m in model.modules() if isinstance(m, nn.LeakyReLU)]
+
+
 def test_darknet_units() -> None:
     model = create_model("darknet53", img_size=256)
-    slopes = {m.negative_slope for m in model.modules() if isinstance(m, nn.LeakyReLU)}
-    assert slopes == {0.1}
+    assert len(_leaky_slopes(model)) == 52 and set(_leaky_slopes(model)) == {0.1}
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert len(convs) == 52 and not any(c.bias is not None for c in convs)  # + "Connected 1000" = 53 layers
     assert [s.downsample.conv.stride for s in model.stages] == [(2, 2)] * 5
@@ -286,12 +289,13 @@ def test_darknet_units() -> None:
 
 
 def test_timm_darknet53_differs_only_in_leaky_slope() -> None:
-    # Why darknet53 has no timm weight import: same tensors in the same order, but a leaky ReLU slope of 0.01.
+    # Same tensors in the same order; timm's leaky ReLUs have slope 0.01, which leaky_slope reproduces.
     with torch.device("meta"):
         theirs = reference_model("timm", "darknet53")
-        ours = create_model("darknet53")
+        ours = create_model("darknet53", leaky_slope=0.01)
     assert map_by_order(theirs.state_dict(), ours).keys() == ours.state_dict().keys()
-    assert {m.negative_slope for m in theirs.modules() if isinstance(m, nn.LeakyReLU)} == {0.01}
+    assert _leaky_slopes(theirs) == _leaky_slopes(ours) == [0.01] * 52
+    assert get_entry("darknet53").pretrained["timm"].kwargs == {"leaky_slope": 0.01}
 
 
 def test_xception_structure() -> None:
@@ -325,7 +329,7 @@ def _randomize(model: nn.Module) -> nn.Module:
     return model
 
 
-def _check_import(name: str, library: str, size: int, state_fn=None) -> None:
+def _check_import(name: str, library: str, size: int, state_fn=None, default_differs: bool = False) -> None:
     source = get_entry(name).pretrained[library]
     torch.manual_seed(0)
     ref = _randomize(reference_model(library, source.name, **source.ref_kwargs)).eval()
@@ -334,7 +338,12 @@ def _check_import(name: str, library: str, size: int, state_fn=None) -> None:
     ours.load_state_dict(source.convert(state, ours), strict=True)
     x = torch.randn(2, 3, size, size)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), ref(x), atol=1e-5, rtol=1e-5)
+        expected = ref(x)
+        torch.testing.assert_close(ours(x), expected, atol=1e-5, rtol=1e-5)
+        if default_differs:  # the source's builder keywords matter: without them the logits are not theirs
+            plain = create_model(name).eval()
+            plain.load_state_dict(source.convert(state, plain), strict=True)
+            assert not torch.allclose(plain(x), expected, atol=1e-3, rtol=1e-3)
 
 
 def _old_torchvision_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -366,11 +375,17 @@ def test_xception_timm_import() -> None:
     _check_import("xception", "timm", 71)
 
 
+def test_darknet53_timm_import() -> None:
+    # timm's weights need leaky_slope=0.01 (the source's keyword); the paper's 0.1 gives other logits.
+    _check_import("darknet53", "timm", 64, default_differs=True)
+
+
 def test_pretrained_sources() -> None:
     for name in DENSENETS_IMAGENET:
         assert model_info(name)["pretrained"] == ["torchvision"]
     assert model_info("xception")["pretrained"] == ["timm"]
-    for name in DENSENETS_CIFAR + ["darknet53"]:
+    assert model_info("darknet53")["pretrained"] == ["timm"]
+    for name in DENSENETS_CIFAR:
         assert model_info(name)["pretrained"] == []
 
 

@@ -131,17 +131,32 @@ def test_unknown_kwarg_raises():
         create_model("efficientnet_b0", img_size=32, drop_connect=0.1)
 
 
-def test_changing_input_size():
+RUNTIME = ["efficientnet_b0", "efficientnet_v2_s"]
+
+
+@pytest.mark.parametrize("name", RUNTIME)
+def test_changing_input_size(name):
+    # Progressive learning (V2) feeds one model growing images: eval and training steps at other sizes.
     torch.manual_seed(0)
-    model = create_model("efficientnet_b0", num_classes=10, img_size=16).eval()
+    model = create_model(name, num_classes=10, img_size=16).eval()
     with torch.no_grad():
         for size in (16, 24, 12):
             assert model(torch.randn(2, 3, size, size)).shape == (2, 10)
+    model.train()
+    for size in (16, 24):
+        model.zero_grad(set_to_none=True)
+        out = model(torch.randn(2, 3, size, size))
+        assert out.shape == (2, 10)
+        nn.functional.cross_entropy(out, torch.tensor([1, 7])).backward()
+        grads = [p.grad for p in model.parameters()]
+        assert all(g is not None and torch.isfinite(g).all() for g in grads), size
+        assert model.stem.conv.weight.grad.abs().sum() > 0 and model.classifier.weight.grad.abs().sum() > 0
 
 
-def test_runtime_dropout():
+@pytest.mark.parametrize("name", RUNTIME)
+def test_runtime_dropout(name):
     torch.manual_seed(0)
-    model = create_model("efficientnet_b0", num_classes=10, img_size=8, drop_path_rate=0.0).train()
+    model = create_model(name, num_classes=10, img_size=8, drop_path_rate=0.0).train()
     assert model.drop_rate == 0.2
     x = torch.randn(4, 3, 8, 8)
     model.drop_rate = 0.0
@@ -239,6 +254,7 @@ FAST_IMPORTS = [
     ("efficientnet_b0", "torchvision"),
     ("efficientnet_b0", "timm"),
     ("efficientnet_v2_s", "torchvision"),
+    ("efficientnet_v2_s", "timm"),
 ]
 SLOW_IMPORTS = [(n, lib) for n in NAMES for lib in ("torchvision", "timm") if (n, lib) not in FAST_IMPORTS]
 

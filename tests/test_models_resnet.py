@@ -269,7 +269,8 @@ def _import_and_compare(name: str, library: str, check_default_differs: bool = F
 
 @pytest.mark.parametrize(
     "name,library,differs",
-    [("resnet18", "torchvision", False), ("resnet50", "torchvision", True), ("seresnet50", "timm", False)],
+    [("resnet18", "torchvision", False), ("resnet50", "torchvision", True), ("seresnet50", "timm", False),
+     ("resnext50_32x4d", "torchvision", False)],
 )
 def test_weight_import_identical_logits(name, library, differs):
     _import_and_compare(name, library, differs)
@@ -279,7 +280,7 @@ def test_weight_import_identical_logits(name, library, differs):
 @pytest.mark.parametrize(
     "name,library",
     [("resnet34", "torchvision"), ("resnet101", "torchvision"), ("resnet152", "torchvision"),
-     ("resnext50_32x4d", "torchvision"), ("resnext101_32x8d", "torchvision"), ("seresnext50_32x4d", "timm")],
+     ("resnext101_32x8d", "torchvision"), ("seresnext50_32x4d", "timm")],
 )
 def test_weight_import_identical_logits_slow(name, library):
     _import_and_compare(name, library)

@@ -92,3 +92,69 @@ def test_pretrained_file_is_mapped_and_adapted(tmp_path):
     torch.testing.assert_close(model.conv1.weight, ref.conv1.weight.sum(1, keepdim=True))
     torch.testing.assert_close(model.layer4[1].conv2.weight, ref.layer4[1].conv2.weight)
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def _randomize_bn(model: torch.nn.Module) -> torch.nn.Module:
+    """Non-trivial BN statistics and affine parameters, so that a wrong mapping changes the logits."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.num_features, generator=gen) * 0.5 + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+    return model.eval()
+
+
+def test_timm_weights_without_a_file_come_from_timm_create_model(monkeypatch):
+    # pretrained="timm" and no file: timm.create_model(name, pretrained=True) fetches them (its own download
+    # cache). Here it returns a random model, so nothing is downloaded.
+    import timm
+
+    from papernets.pretrained import reference_model
+
+    torch.manual_seed(0)
+    ref = _randomize_bn(reference_model("timm", "mobilenetv1_100"))
+    calls = []
+
+    def fake_create_model(name, pretrained=False, **kwargs):
+        calls.append((name, pretrained, kwargs))
+        return ref
+
+    monkeypatch.setattr(timm, "create_model", fake_create_model)
+    model = papernets.create_model("mobilenet_v1", img_size=64, pretrained="timm").eval()
+    assert calls == [("mobilenetv1_100", True, {})]
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = ref(x)
+        assert expected.std() > 0.01
+        torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_torchvision_weights_without_a_file_come_from_its_weights_enum(monkeypatch):
+    # pretrained=True (torchvision) and no file: get_model_weights(name).DEFAULT.get_state_dict() fetches them
+    # (torchvision's download cache). Here it hands back a random model's state dict.
+    import types
+
+    import torchvision
+
+    from papernets.pretrained import reference_model
+
+    torch.manual_seed(0)
+    ref = _randomize_bn(reference_model("torchvision", "resnet18"))
+    asked = []
+
+    def get_state_dict(progress=True):
+        return ref.state_dict()
+
+    def fake_get_model_weights(name):
+        asked.append(name)
+        return types.SimpleNamespace(DEFAULT=types.SimpleNamespace(get_state_dict=get_state_dict))
+
+    monkeypatch.setattr(torchvision.models, "get_model_weights", fake_get_model_weights)
+    model = papernets.create_model("resnet18", img_size=64, pretrained=True).eval()
+    assert asked == ["resnet18"]
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x), atol=1e-5, rtol=1e-5)

@@ -63,6 +63,14 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     return weight.repeat(1, reps, 1, 1)[:, :in_chans] * (weight.shape[1] / in_chans)
 
 
+def _import_timm() -> Any:
+    try:
+        import timm
+    except ImportError as exc:
+        raise ModelConfigError("pretrained='timm' needs timm: pip install timm") from exc
+    return timm
+
+
 def reference_model(library: str, name: str, **kwargs: Any) -> nn.Module:
     """A randomly initialized reference model from torchvision or timm (used by tests; no download)."""
     if library == "torchvision":
@@ -70,22 +78,19 @@ def reference_model(library: str, name: str, **kwargs: Any) -> nn.Module:
 
         return torchvision.models.get_model(name, weights=None, **kwargs)
     if library == "timm":
-        try:
-            import timm
-        except ImportError as exc:
-            raise ModelConfigError("pretrained='timm' needs timm: pip install timm") from exc
-        return timm.create_model(name, pretrained=False, **kwargs)
+        return _import_timm().create_model(name, pretrained=False, **kwargs)
     raise ModelConfigError(f"unknown weight library {library!r}; use 'torchvision' or 'timm'.")
 
 
 def _fetch_state_dict(library: str, name: str) -> dict[str, torch.Tensor]:
+    """Their pretrained state dict, through their own download cache (it downloads only when not cached)."""
     if library == "torchvision":
         import torchvision
 
         weights = torchvision.models.get_model_weights(name).DEFAULT
         return weights.get_state_dict(progress=True)
     if library == "timm":
-        return reference_model("timm", name, pretrained=True).state_dict()
+        return _import_timm().create_model(name, pretrained=True).state_dict()
     raise ModelConfigError(f"unknown weight library {library!r}; use 'torchvision' or 'timm'.")
 
 

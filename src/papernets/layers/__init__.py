@@ -3,7 +3,8 @@
 from papernets.layers.conv import ConvNormAct, make_divisible
 from papernets.layers.drop import DropPath, drop_path
 from papernets.layers.mlp import Mlp
-from papernets.layers.patch import PatchEmbed
+from papernets.layers.patch import PatchEmbed, check_patches
 from papernets.layers.squeeze_excite import SqueezeExcite
 
-__all__ = ["ConvNormAct", "DropPath", "Mlp", "PatchEmbed", "SqueezeExcite", "drop_path", "make_divisible"]
+__all__ = ["ConvNormAct", "DropPath", "Mlp", "PatchEmbed", "SqueezeExcite", "check_patches", "drop_path",
+           "make_divisible"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from papernets.registry import ModelConfigError
+
 
 class PatchEmbed(nn.Module):
     """A ``patch_size`` x ``patch_size`` convolution with the same stride: one token per patch.
@@ -27,3 +29,20 @@ class PatchEmbed(nn.Module):
         if x.shape[-1] % self.patch_size or x.shape[-2] % self.patch_size:
             raise ValueError(f"input {tuple(x.shape[-2:])} is not divisible by the patch size {self.patch_size}")
         return self.proj(x).flatten(2).transpose(1, 2)
+
+
+def check_patches(state: dict[str, torch.Tensor], model: nn.Module, key: str) -> None:
+    """Refuse, plainly, weights made for another patch grid than ``model.patch_embed``'s.
+
+    MLP-Mixer's token-mixing MLP, ResMLP's cross-patch layer and gMLP's spatial gating unit have one weight per
+    patch position, so their weights fix the number of patches. ``key`` names such a weight in ``state``; its
+    last dimension is the number of patches it was trained for.
+    """
+    theirs, ours = state[key].shape[-1], model.patch_embed.num_patches
+    patch = state["patch_embed.proj.weight"].shape[-1]
+    if theirs != ours or patch != model.patch_embed.patch_size:
+        size = int(round(theirs**0.5)) * patch
+        raise ModelConfigError(
+            f"these weights are for {size} px images ({theirs} patches of {patch} px) and this model is built for "
+            f"{model.img_size} px; build it with img_size={size} (and small_input=False) to import them."
+        )

@@ -1,4 +1,5 @@
-"""Weight initializers of the reference code of ViT, MLP-Mixer, gMLP (JAX/Flax) and ResMLP (timm/DeiT)."""
+"""Weight initializers of the reference code of ViT, MLP-Mixer, gMLP (JAX/Flax), ResMLP (timm/DeiT) and
+Inception-v3 (TensorFlow)."""
 
 from __future__ import annotations
 

@@ -22,10 +22,11 @@ classifier). Table 1, for a 256 px input:
     Avgpool global, Connected 1000, Softmax
 
 Every "Convolutional" is convolution (no bias) -> batch normalization -> leaky ReLU with slope 0.1 (the
-darknet framework's ``batch_normalize=1, activation=leaky``); the residual is a plain addition after the
-second unit's activation (darknet's ``[shortcut] activation=linear``). The classification head is global
-average pooling and a 1000-way fully connected layer with bias ("Connected 1000"; in darknet's
-``darknet53.cfg`` a 1x1 convolution on the pooled map, which is the same layer); the softmax is in the loss.
+darknet framework's ``batch_normalize=1, activation=leaky``; the keyword ``leaky_slope`` sets the slope); the
+residual is a plain addition after the second unit's activation (darknet's ``[shortcut] activation=linear``).
+The classification head is global average pooling and a 1000-way fully connected layer with bias ("Connected
+1000"; in darknet's ``darknet53.cfg`` a 1x1 convolution on the pooled map, which is the same layer); the
+softmax is in the loss.
 
 Parameter count, 1000 classes at 256 px: 41,609,928 = 40,584,928 in the 52 convolutions with their BN scales
 and shifts + 1,025,000 (1024 x 1000 + 1000) in the classifier. Counted per Table 1: a unit with c_in -> c_out
@@ -44,10 +45,12 @@ Small images (``img_size`` below 64, or ``small_input=True``): the downsampling 
 stages have stride 1 instead of 2, like ResNet's CIFAR stem drops the first two stride-2 steps; the total
 stride is 8, so a 32 px (28 px) input ends in a 4x4 map.
 
-Differences to timm's ``darknet53`` (in ``timm/models/cspnet.py``): the layer layout, the channels and the
-parameter count (41,609,928) are the same, but timm's units use leaky ReLU with PyTorch's default slope 0.01,
-not the paper's 0.1; its pretrained weights were trained with 0.01, so they are not imported here. torchvision
-has no Darknet.
+Weights: timm's ``darknet53`` (in ``timm/models/cspnet.py``) has the same layers, channels and parameter
+count (41,609,928), but its units use leaky ReLU with PyTorch's default slope 0.01, not the paper's 0.1, and
+its weights were trained with 0.01. ``pretrained="timm"`` therefore builds ``darknet53(leaky_slope=0.01)``,
+which gives timm's logits exactly; only the module names differ. timm's configuration for those weights
+(``darknet53.c2ns_in1k``): 256 px inputs normalized with the usual ImageNet mean and std. torchvision has no
+Darknet.
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ import torch
 from torch import nn
 
 from papernets.layers import ConvNormAct
-from papernets.registry import Paper, register_model
+from papernets.pretrained import rename_keys
+from papernets.registry import Paper, PretrainedSource, register_model
 
 __all__ = ["DarkBlock", "DarkStage", "Darknet"]
 
@@ -73,21 +77,22 @@ YOLOV3 = Paper(
 # Table 1: (output channels of the stride-2 convolution, number of residual units) per stage.
 DARKNET53_STAGES: tuple[tuple[int, int], ...] = ((64, 1), (128, 2), (256, 8), (512, 8), (1024, 4))
 
-LeakyReLU = partial(nn.LeakyReLU, 0.1)
 
 
-def conv_bn_leaky(in_chs: int, out_chs: int, kernel_size: int, stride: int = 1) -> ConvNormAct:
-    """A darknet "Convolutional" layer: convolution, batch normalization, leaky ReLU (slope 0.1)."""
-    return ConvNormAct(in_chs, out_chs, kernel_size, stride, act_layer=LeakyReLU)
+def conv_bn_leaky(
+    in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, leaky_slope: float = 0.1
+) -> ConvNormAct:
+    """A darknet "Convolutional" layer: convolution, batch normalization, leaky ReLU (the paper: slope 0.1)."""
+    return ConvNormAct(in_chs, out_chs, kernel_size, stride, act_layer=partial(nn.LeakyReLU, leaky_slope))
 
 
 class DarkBlock(nn.Module):
     """Residual unit: 1x1 convolution to half the channels, 3x3 convolution back, plus the input."""
 
-    def __init__(self, chs: int) -> None:
+    def __init__(self, chs: int, leaky_slope: float = 0.1) -> None:
         super().__init__()
-        self.conv1 = conv_bn_leaky(chs, chs // 2, 1)
-        self.conv2 = conv_bn_leaky(chs // 2, chs, 3)
+        self.conv1 = conv_bn_leaky(chs, chs // 2, 1, leaky_slope=leaky_slope)
+        self.conv2 = conv_bn_leaky(chs // 2, chs, 3, leaky_slope=leaky_slope)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(self.conv1(x))
@@ -96,17 +101,20 @@ class DarkBlock(nn.Module):
 class DarkStage(nn.Module):
     """A 3x3 downsampling convolution followed by ``depth`` residual units."""
 
-    def __init__(self, in_chs: int, out_chs: int, depth: int, stride: int = 2) -> None:
+    def __init__(self, in_chs: int, out_chs: int, depth: int, stride: int = 2, leaky_slope: float = 0.1) -> None:
         super().__init__()
-        self.downsample = conv_bn_leaky(in_chs, out_chs, 3, stride)
-        self.blocks = nn.Sequential(*[DarkBlock(out_chs) for _ in range(depth)])
+        self.downsample = conv_bn_leaky(in_chs, out_chs, 3, stride, leaky_slope)
+        self.blocks = nn.Sequential(*[DarkBlock(out_chs, leaky_slope) for _ in range(depth)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.downsample(x))
 
 
 class Darknet(nn.Module):
-    """Darknet from a stem width and a table of (channels, residual units) per stage."""
+    """Darknet from a stem width and a table of (channels, residual units) per stage.
+
+    ``leaky_slope`` is the negative slope of every leaky ReLU: 0.1 in the paper, 0.01 for timm's weights.
+    """
 
     def __init__(
         self,
@@ -117,16 +125,17 @@ class Darknet(nn.Module):
         img_size: int = 256,
         drop_rate: float = 0.0,
         small_input: bool | None = None,
+        leaky_slope: float = 0.1,
     ) -> None:
         super().__init__()
         small = img_size < 64 if small_input is None else small_input
         self.small_input = small
-        self.stem = conv_bn_leaky(in_chans, stem_chs, 3)
+        self.stem = conv_bn_leaky(in_chans, stem_chs, 3, leaky_slope=leaky_slope)
         in_chs = stem_chs
         layers = []
         for i, (out_chs, depth) in enumerate(stages):
             stride = 1 if small and i < 2 else 2
-            layers.append(DarkStage(in_chs, out_chs, depth, stride))
+            layers.append(DarkStage(in_chs, out_chs, depth, stride, leaky_slope))
             in_chs = out_chs
         self.stages = nn.Sequential(*layers)
         self.num_features = in_chs
@@ -167,6 +176,15 @@ def _init_darknet(m: nn.Conv2d | nn.Linear) -> None:
         nn.init.zeros_(m.bias)
 
 
-@register_model(paper=YOLOV3, family="darknet", default_img_size=256, min_img_size=8)
+def _from_timm(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """timm's darknet53 -> ours: the same tensors; stem, downsampling convolution and classifier renamed."""
+    rules = [(r"^stem\.conv1\.", "stem."), (r"\.conv_down\.", ".downsample."), (r"^head\.fc\.", "fc.")]
+    return rename_keys(state, rules)
+
+
+_TIMM = {"timm": PretrainedSource("timm", "darknet53", _from_timm, kwargs={"leaky_slope": 0.01})}
+
+
+@register_model(paper=YOLOV3, family="darknet", default_img_size=256, min_img_size=8, pretrained=_TIMM)
 def darknet53(**kwargs) -> Darknet:
     return Darknet(DARKNET53_STAGES, **kwargs)

@@ -50,7 +50,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from papernets.layers import DropPath, PatchEmbed
+from papernets.layers import DropPath, PatchEmbed, check_patches
 from papernets.layers.weight_init import lecun_normal_
 from papernets.pretrained import rename_keys
 from papernets.registry import ModelConfigError, Paper, PretrainedSource, register_model
@@ -169,23 +169,11 @@ class GMLP(nn.Module):
         nn.init.zeros_(self.head.bias)
 
 
-def _check_patches(state: dict[str, torch.Tensor], model: nn.Module, key: str) -> None:
-    """Their spatial gating unit fixes the number of patches: refuse weights made for another image size, plainly."""
-    theirs, ours = state[key].shape[-1], model.patch_embed.num_patches
-    patch = state["patch_embed.proj.weight"].shape[-1]
-    if theirs != ours or patch != model.patch_embed.patch_size:
-        size = int(round(theirs**0.5)) * patch
-        raise ModelConfigError(
-            f"these weights are for {size} px images ({theirs} patches of {patch} px) and this model is built for "
-            f"{model.img_size} px; build it with img_size={size} (and small_input=False) to import them."
-        )
-
-
 def _from_timm(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """timm's gMLP -> ours: ``mlp_channels`` flattened into the block, ``gate`` -> ``sgu``."""
     rules = [(r"^stem\.", "patch_embed."), (r"\.mlp_channels\.gate\.", ".sgu."), (r"\.mlp_channels\.", ".")]
     state = rename_keys(state, rules)
-    _check_patches(state, model, "blocks.0.sgu.proj.weight")
+    check_patches(state, model, "blocks.0.sgu.proj.weight")
     return state
 
 

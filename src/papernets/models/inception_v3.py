@@ -62,7 +62,6 @@ normalization. Imported weights build the ImageNet form, so they need inputs of 
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from functools import partial
 
@@ -70,6 +69,7 @@ import torch
 from torch import nn
 
 from papernets.layers import ConvNormAct
+from papernets.layers.weight_init import trunc_normal_
 from papernets.registry import Paper, PretrainedSource, register_model
 
 __all__ = [
@@ -317,7 +317,7 @@ class InceptionV3(nn.Module):
             std = {self.AuxLogits.conv1.conv: 0.01, self.AuxLogits.fc: 0.001}
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.Linear):
-                trunc_normal_(m.weight, std.get(m, 0.1))
+                _tf_truncated_normal_(m.weight, std.get(m, 0.1))
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
@@ -345,19 +345,17 @@ class InceptionV3(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         self.fc = nn.Linear(self.num_features, num_classes)
-        trunc_normal_(self.fc.weight, 0.1)
+        _tf_truncated_normal_(self.fc.weight, 0.1)
         nn.init.zeros_(self.fc.bias)
         if self.AuxLogits is not None:
             self.AuxLogits.fc = nn.Linear(self.AuxLogits.fc.in_features, num_classes)
-            trunc_normal_(self.AuxLogits.fc.weight, 0.001)
+            _tf_truncated_normal_(self.AuxLogits.fc.weight, 0.001)
             nn.init.zeros_(self.AuxLogits.fc.bias)
 
 
-@torch.no_grad()
-def trunc_normal_(weight: torch.Tensor, std: float) -> torch.Tensor:
-    """N(0, std) truncated at 2 std (TensorFlow's ``truncated_normal``), by inverting the normal CDF."""
-    bound = math.erf(2.0 / math.sqrt(2.0))  # |2 * Phi(x / std) - 1| at x = 2 std
-    return weight.uniform_(-bound, bound).erfinv_().mul_(std * math.sqrt(2.0))
+def _tf_truncated_normal_(weight: torch.Tensor, std: float) -> torch.Tensor:
+    """N(0, std) truncated at 2 std: TensorFlow's ``truncated_normal``."""
+    return trunc_normal_(weight, std, -2.0 * std, 2.0 * std)
 
 
 # torchvision's ImageNet weights expect inputs mapped from ImageNet normalization to [-1, 1] per channel:

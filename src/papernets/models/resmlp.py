@@ -46,7 +46,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from papernets.layers import DropPath, Mlp, PatchEmbed
+from papernets.layers import DropPath, Mlp, PatchEmbed, check_patches
 from papernets.layers.weight_init import trunc_normal_
 from papernets.pretrained import rename_keys
 from papernets.registry import ModelConfigError, Paper, PretrainedSource, register_model
@@ -158,22 +158,10 @@ class ResMLP(nn.Module):
         nn.init.zeros_(self.head.bias)
 
 
-def _check_patches(state: dict[str, torch.Tensor], model: nn.Module, key: str) -> None:
-    """Their cross-patch layer fixes the number of patches: refuse weights made for another image size, plainly."""
-    theirs, ours = state[key].shape[-1], model.patch_embed.num_patches
-    patch = state["patch_embed.proj.weight"].shape[-1]
-    if theirs != ours or patch != model.patch_embed.patch_size:
-        size = int(round(theirs**0.5)) * patch
-        raise ModelConfigError(
-            f"these weights are for {size} px images ({theirs} patches of {patch} px) and this model is built for "
-            f"{model.img_size} px; build it with img_size={size} (and small_input=False) to import them."
-        )
-
-
 def _from_timm(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """timm's MlpMixer(ResBlock) -> ours: patch embedding name, and alpha/beta from (1, 1, d) to (d,)."""
     state = rename_keys(state, [(r"^stem\.", "patch_embed.")])
-    _check_patches(state, model, "blocks.0.linear_tokens.weight")
+    check_patches(state, model, "blocks.0.linear_tokens.weight")
     return {k: v.reshape(-1) if k.endswith((".alpha", ".beta")) else v for k, v in state.items()}
 
 

@@ -25,6 +25,11 @@ Parameters at 224 px, 1000 classes, 1x (BN's gamma and beta included): g=1 1,531
 g=3 1,865,728 (the paper's 1.9M); g=4 1,968,344; g=8 2,434,768. MACs (the paper's "FLOPs" are multiply-adds):
 143.1M / 140.8M / 137.5M / 134.3M / 138.4M (Table 1: 143 / 140 / 137 / 133 / 137). g=3 at 0.5x / 1.5x / 2x:
 718,324 / 3,442,168 / 5,450,776 parameters, 37.6M / 292.4M / 524.0M MACs (the paper: 38M / 292M / 524M).
+These MACs are exactly those of the convolutions and the FC layer of Table 1 (the tests derive them by hand).
+The paper's figures agree within 1% except two: 0.5x, whose 37.6M the paper rounds to 38M (1.1%), and g=4,
+whose 133M is 1.0% below the count of its own channel table, which rounding does not explain (the paper
+gives no counting rules, and the authors' released models are g=3 and g=8 only). The tests check these two
+against the exact count of Table 1 instead.
 
 Deviations and notes (v1):
 - Channels at other scales. Stages: s times Table 1, rounded to a multiple of 4g so that the bottleneck (a
@@ -60,7 +65,14 @@ Table 5:
     global pool 7x7, FC 1000     FLOPs 41M / 146M / 299M / 591M, weights 1.4M / 2.3M / 3.5M / 7.4M
 
 Parameters at 224 px, 1000 classes: 1,366,792 / 2,278,604 / 3,503,624 / 7,393,996; MACs 40.5M / 144.9M /
-295.8M / 583.3M.
+295.8M / 583.3M (exactly those of torchvision's same networks). Table 5's FLOPs are 1.3% / 0.8% / 1.1% / 1.3%
+higher. They count the authors' released network (megvii-model/ShuffleNet-Series), whose first unit of stage
+2 splits its output as 24 + (c - 24) channels (the shortcut branch keeps its 24 input channels) rather than
+c/2 + c/2 as torchvision and this implementation do; the paper leaves that split open (its downsampling unit
+doubles the width, which stage 2's first unit, 24 -> c, does not). That network has 40.5M / 145.8M / 299.0M /
+590.8M MACs, which Table 5 rounds up to whole millions; at 0.5x (48 - 24 = 48 / 2) the two splits coincide and
+the 1.3% is the rounding. The tests check the exact count and torchvision's instead of Table 5 where the two
+differ by more than 1%.
 
 Deviations and notes (V2): none in the architecture; identical to torchvision's ``shufflenet_v2_x*`` (only
 module names differ), whose weights load with identical logits. The concatenation and the 2-group shuffle are
