@@ -68,6 +68,22 @@ def write_cifar(root: Path, kind: str = "cifar10", per_batch: int = 20, seed: in
     return folder
 
 
+def write_image_tree(root: Path, splits: dict[str, int], mode: str = "RGB", size: tuple[int, int] = (40, 50),
+                     classes: tuple[str, ...] = ("cat", "dog"), seed: int = 0) -> Path:
+    """An imagefolder tree: ``root/<split>/<class>/<i>.png`` with ``splits[split]`` random images per class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split, n in splits.items():
+        for cls in classes:
+            folder = root / split / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                shape = size if mode == "L" else (*size, 3)
+                Image.fromarray((rng.random(shape) * 255).astype(np.uint8), mode).save(folder / f"{i}.png")
+    return root
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None
             ) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}

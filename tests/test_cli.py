@@ -1,13 +1,21 @@
 """The command line: every subcommand, and one-line errors with exit code 2 for bad input."""
 
+import csv
 import json
+import re
+import shutil
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
-from conftest import run_cli, write_mnist
+from conftest import run_cli, write_image_tree, write_mnist
+from papernets.cli import main
+from papernets.config import load_config
+from papernets.engine.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 
 
 def _one_line_error(res, *fragments):
@@ -138,3 +146,186 @@ def test_profile_counts_and_times():
     assert out["peak_memory_mb"] > 85
     text = run_cli("profile", "lenet5", "--in-chans", "1", "--image-size", "28", "--num-classes", "10", "--no-timing")
     assert text.returncode == 0 and "GMACs" in text.stdout and "GFLOPs" in text.stdout and "60,850" in text.stdout
+
+
+# ------------------------------------------------------------------------------ in-process CLI (no start-up cost)
+
+
+@dataclass
+class _Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capfd):
+    """``papernets ARGS`` in this process (``papernets.cli.main``): the same parsing, error handling and exit codes
+    as the command, without a new interpreter's start-up for every call."""
+
+    def run(*args: str) -> _Result:
+        capfd.readouterr()
+        code = main(list(args))
+        out, err = capfd.readouterr()
+        return _Result(code, out, err)
+
+    return run
+
+
+SMALL = ("--model", "lenet5", "--dataset", "fashion-mnist", "--image-size", "28", "--epochs", "1",
+         "--batch-size", "64", "--set", "data.limit=300")
+
+
+def _fashion_png(path, index=0):
+    from papernets.data import load_dataset
+
+    Image.fromarray(load_dataset("fashion-mnist", limit=index + 1).test_x[index, 0].numpy(), "L").save(path)
+    return path
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["train", "--set", "optim.betas=[0.9, 0.99"], ["--set optim.betas=[0.9, 0.99", "not valid YAML"]),
+    (["train", "--set", "train.amp=on"], ["train.amp must be one of 'auto', 'off'", "got 'on'"]),
+    (["train", "--set", "output.name=\"run"], ["output.name", "not valid YAML"]),
+    (["eval", "some_run", "--limit", "0"], ["--limit must be at least 1, got 0"]),
+])
+def test_bad_values_are_one_line_and_exit_2(cli, args, fragments):
+    _one_line_error(cli(*args), *fragments)
+
+
+def test_precedence_file_then_flags_then_set_and_the_default_run_name(cli, tmp_path, fashion_root):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model: {name: lenet5}\n"
+        "data: {name: fashion-mnist, image_size: 28, limit: 300}\n"
+        "optim: {name: sgd, lr: 0.5, momentum: 0.8}\n"
+        "train: {epochs: 3, batch_size: 64, amp: off}\n"
+    )
+    res = cli("train", "--config", str(config), "--epochs", "1", "--lr", "0.25", "--set", "optim.lr=0.05",
+              "--out", str(tmp_path / "runs"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    (run,) = (tmp_path / "runs").iterdir()
+    assert re.fullmatch(r"lenet5-fashion-mnist-\d{8}-\d{6}", run.name), run.name  # <model>-<dataset>-<time>
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["optim"]["lr"] == 0.05  # --set beats the --lr flag, which beats the file's 0.5
+    assert saved["train"]["epochs"] == 1  # the flag beats the file
+    assert (saved["optim"]["name"], saved["optim"]["momentum"], saved["train"]["batch_size"]) == ("sgd", 0.8, 64)
+    assert saved["train"]["amp"] == "off"  # YAML 1.1 reads `off` as false; a string field keeps the spelling
+    assert len(list(csv.DictReader((run / "metrics.csv").open()))) == 1
+    again = load_config(run / "config.yaml")  # the saved config repeats the run
+    assert (again.optim.lr, again.train.epochs, again.train.amp) == (0.05, 1, "off")
+
+
+def test_resume_from_a_checkpoint_file(cli, tmp_path, fashion_root):
+    res = cli("train", *SMALL, "--out", str(tmp_path), "--set", "output.name=2024", "--set", "train.amp=off")
+    assert res.returncode == 0, res.stderr[-2000:]
+    run = tmp_path / "2024"  # YAML reads 2024 as a number; the name is the string the user wrote
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["amp"] == "off"
+    res = cli("train", "--resume", str(run / "checkpoints" / "last.pt"), "--epochs", "2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "resuming after epoch 1" in res.stderr
+    assert [r["epoch"] for r in csv.DictReader((run / "metrics.csv").open())] == ["1", "2"]
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 2
+
+
+def test_eval_and_predict_of_a_run_directory_read_best_pt(cli, run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    last = load_checkpoint(run / "checkpoints" / "last.pt")
+    del last["path"]
+    last["model"] = {k: v * 0 if v.is_floating_point() else v for k, v in last["model"].items()}
+    save_checkpoint(last, run / "checkpoints" / "last.pt")  # last.pt now differs: zero weights, uniform output
+    summary = json.loads((run / "summary.json").read_text())
+    res = cli("eval", str(run), "--json", "--limit", "2000")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["checkpoint"] == str(run / "checkpoints" / "best.pt")
+    assert out["top1"] == pytest.approx(summary["test_acc"])  # the run's reported test accuracy, reproduced
+    zeroed = json.loads(cli("eval", str(run / "checkpoints" / "last.pt"), "--json", "--limit", "2000").stdout)
+    assert zeroed["top1"] < summary["test_acc"] - 0.2
+    image = _fashion_png(tmp_path / "x.png")
+    res = cli("predict", str(run), str(image), "--top-k", "10", "--json")
+    assert res.returncode == 0, res.stderr
+    probs = [p["probability"] for p in json.loads(res.stdout)[0]["top"]]
+    assert max(probs) > 0.11  # best.pt; last.pt's zero weights give 0.1 for every class
+    assert find_checkpoint(run).name == "last.pt"  # what --resume continues from
+
+
+def test_predict_top_k_must_be_between_1_and_the_class_count(cli, run_dir, tmp_path):
+    image = _fashion_png(tmp_path / "x.png")
+    _one_line_error(cli("predict", str(run_dir), str(image), "--top-k", "0"), "--top-k must be at least 1, got 0")
+    _one_line_error(cli("predict", str(run_dir), str(image), "--top-k", "11"),
+                    "--top-k 11 is more than the model's 10 classes", "1 to 10")
+
+
+def test_cuda_device_without_cuda_is_a_config_error(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = ("train", "--model", "lenet5", "--image-size", "28", "--out", str(tmp_path))
+    _one_line_error(cli(*args, "--device", "cuda"), "train.device is 'cuda'", "no CUDA device", "'cpu' or 'auto'")
+    _one_line_error(cli(*args, "--set", "train.device=cuda:1"), "train.device is 'cuda:1'")
+    _one_line_error(cli(*args, "--device", "gpu"), "train.device 'gpu' is not a device", "auto, cpu, cuda or cuda:N")
+    _one_line_error(cli("eval", str(tmp_path), "--device", "cuda"), "--device is 'cuda'")
+    assert not any(tmp_path.iterdir())  # nothing was written
+
+
+def test_debug_shows_the_traceback_and_normal_mode_one_line(cli):
+    res = run_cli("--debug", "train", "--model", "resnet81")
+    assert res.returncode == 1 and "Traceback (most recent call last)" in res.stderr, res.stderr[-1500:]
+    assert "UnknownModelError: unknown model 'resnet81'" in res.stderr
+    _one_line_error(cli("train", "--model", "resnet81"), "unknown model 'resnet81'")
+
+
+def test_diverging_training_exits_1_with_a_message(cli, tmp_path, fashion_root):
+    res = cli("train", *SMALL, "--optimizer", "sgd", "--lr", "1e38", "--out", str(tmp_path), "--name", "d")
+    assert res.returncode == 1, res.stderr[-2000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert re.match(r"papernets: training diverged: the loss became (nan|inf) at epoch 1", last), res.stderr[-2000:]
+    assert "optim.lr" in last and "Traceback" not in res.stderr
+
+
+def test_synthetic_rgb_end_to_end(cli, tmp_path):
+    res = cli("train", "--model", "resnet20", "--dataset", "synthetic", "--image-size", "32", "--epochs", "1",
+              "--batch-size", "50", "--set", "data.limit=200", "--out", str(tmp_path), "--name", "s")
+    assert res.returncode == 0, res.stderr[-2000:]
+    ckpt = load_checkpoint(tmp_path / "s" / "checkpoints" / "best.pt")
+    first_conv = next(v for v in ckpt["model"].values() if v.ndim == 4)
+    assert ckpt["data"]["in_chans"] == 3 and first_conv.shape[1] == 3
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert (summary["dataset"], summary["model"], summary["image_size"]) == ("synthetic", "resnet20", 32)
+    out = json.loads(cli("eval", str(tmp_path / "s"), "--json").stdout)
+    assert out["images"] == 200 and out["top1"] == pytest.approx(summary["test_acc"])
+
+
+@pytest.mark.parametrize("switch,files,tested", [
+    ("output.save_best=false", ["last.pt"], "last"),
+    ("output.checkpoint=false", ["best.pt"], "best (epoch 1)"),
+])
+def test_output_switches_leave_the_expected_files(cli, tmp_path, fashion_root, switch, files, tested):
+    res = cli("train", *SMALL, "--set", switch, "--set", "output.plots=false", "--out", str(tmp_path), "--name", "r")
+    assert res.returncode == 0, res.stderr[-2000:]
+    run = tmp_path / "r"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == files
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml", "metrics.csv", "summary.json"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["tested_weights"] == tested
+    out = json.loads(cli("eval", str(run), "--json", "--limit", "300").stdout)  # eval finds whichever is there
+    assert out["checkpoint"].endswith(files[0]) and out["top1"] == pytest.approx(summary["test_acc"])
+
+
+def test_imagefolder_through_the_cli(cli, tmp_path):
+    root = write_image_tree(tmp_path / "images", {"train": 8, "val": 2})  # no test/: val/ is the test split
+
+    def args(data_root, name):
+        return ("train", "--model", "lenet5", "--dataset", "imagefolder", "--data-root", str(data_root),
+                "--image-size", "32", "--epochs", "1", "--batch-size", "4", "--out", str(tmp_path), "--name", name)
+
+    res = cli(*args(root, "ok"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(cli("eval", str(tmp_path / "ok"), "--json").stdout)
+    assert (out["dataset"], out["images"]) == ("imagefolder", 4)
+    (root / "train" / "dog" / "3.png").write_bytes(b"\x89PNG garbage")
+    _one_line_error(cli(*args(root, "corrupt")), "cannot read image", str(root / "train" / "dog" / "3.png"))
+    empty = write_image_tree(tmp_path / "empty", {"train": 2})
+    (empty / "test" / "cat").mkdir(parents=True)
+    _one_line_error(cli(*args(empty, "empty")), f"no images found under {empty / 'test'}")

@@ -71,3 +71,33 @@ def test_missing_and_invalid_files(tmp_path):
     bad.write_text("optim: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("override,section,key,expected", [
+    ("train.amp=off", "train", "amp", "off"),  # YAML 1.1 reads off as false
+    ("train.amp=auto", "train", "amp", "auto"),
+    ("output.name=2024", "output", "name", "2024"),  # a number, kept as the user spelled it
+    ("output.name=on", "output", "name", "on"),
+    ("output.name=1.50", "output", "name", "1.50"),
+    ("data.augment=off", "data", "augment", False),  # a bool field still takes YAML's booleans
+    ("data.root=@host", "data", "root", "@host"),  # not valid YAML, no brackets or quotes: a plain string
+])
+def test_string_fields_keep_the_users_spelling(override, section, key, expected):
+    value = getattr(getattr(apply_overrides(Config(), [override]), section), key)
+    assert value == expected and type(value) is type(expected)
+
+
+def test_yaml_file_string_fields_keep_the_users_spelling(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  amp: off\n  epochs: 2\noutput:\n  name: 2024\n  plots: no\n")
+    cfg = load_config(path)
+    assert (cfg.train.amp, cfg.output.name, cfg.train.epochs, cfg.output.plots) == ("off", "2024", 2, False)
+    path.write_text("train:\n  amp: on\n")
+    with pytest.raises(ConfigError, match=r"train.amp must be one of 'auto', 'off', 'fp16', 'bf16', got 'on'\."):
+        load_config(path)
+
+
+@pytest.mark.parametrize("override", ["optim.betas=[0.9, 0.99", "model.kwargs={a: 1", "output.name=\"abc"])
+def test_malformed_override_is_an_error_not_a_string(override):
+    with pytest.raises(ConfigError, match=r"is not valid YAML.*quote a plain string"):
+        apply_overrides(Config(), [override])

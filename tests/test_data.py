@@ -97,6 +97,25 @@ def test_imagefolder_names_a_corrupt_image(tmp_path):
         load_dataset("imagefolder", root=str(tmp_path), image_size=32)
 
 
+@pytest.mark.parametrize("split", ["test", "val"])
+def test_imagefolder_empty_test_split_is_an_error(tmp_path, split):
+    _write_tree(tmp_path, "RGB")
+    for f in (tmp_path / "test").rglob("*.png"):
+        f.unlink()
+    if split == "val":  # val/ is the test split when there is no test/
+        (tmp_path / "test").rename(tmp_path / "val")
+    with pytest.raises(DatasetError, match=rf"no images found under {tmp_path / split}, the test split"):
+        load_dataset("imagefolder", root=str(tmp_path), image_size=32)
+
+
+def test_imagefolder_uses_val_when_there_is_no_test(tmp_path):
+    _write_tree(tmp_path, "L")
+    (tmp_path / "test").rename(tmp_path / "val")
+    (tmp_path / "val" / "cat" / "0.png").unlink()
+    d = load_dataset("imagefolder", root=str(tmp_path), val_fraction=0.25, image_size=32)
+    assert len(d.test_x) == 3 and d.test_y.tolist() == [0, 1, 1]
+
+
 def test_missing_dataset_says_where_it_looked_and_how_to_get_it(tmp_path):
     with pytest.raises(DatasetError, match=rf"'mnist' not found \(looked in {tmp_path}.*data.download=true"):
         load_dataset("mnist", root=str(tmp_path))

@@ -129,7 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"or choose another --name."
             )
         ckpt = None
-    trainer = Trainer(cfg, run_dir, resume=ckpt, recipe=recipe)
+    trainer = Trainer(cfg, run_dir, resume=ckpt, stream=sys.stderr, recipe=recipe)
     try:
         trainer.fit()
     except TrainingInterrupted as exc:
@@ -210,13 +210,15 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def _load_trained(checkpoint: str, device: str = "cpu"):
-    """Model (eval mode, trained weights), config and checkpoint dict from a checkpoint or run directory."""
+    """Model (eval mode, trained weights), config and checkpoint dict from a checkpoint or run directory.
+
+    A run directory gives its ``best.pt`` (else ``last.pt``): the weights whose test accuracy the run reported."""
     import torch
 
     from papernets.engine.checkpoint import CheckpointError, load_checkpoint
     from papernets.engine.trainer import build_model, config_from_checkpoint
 
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = load_checkpoint(checkpoint, prefer="best")
     cfg = config_from_checkpoint(ckpt)
     data = ckpt["data"]
     cfg.model.pretrained = None
@@ -237,7 +239,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from papernets.engine.distributed import DistInfo, resolve_device
     from papernets.engine.trainer import evaluate
 
-    device = resolve_device(args.device)
+    for flag, value in (("--limit", args.limit), ("--batch-size", args.batch_size)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}.")
+    device = resolve_device(args.device, key="--device")
     model, cfg, ckpt = _load_trained(args.checkpoint, str(device))
     name = args.dataset or cfg.data.name
     root = args.data_root if args.data_root is not None else (cfg.data.root if name == cfg.data.name else None)
@@ -289,10 +294,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from papernets.data.transforms import preprocess_pil
 
+    if args.top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, got {args.top_k}.")
     model, cfg, ckpt = _load_trained(args.checkpoint)
     data = ckpt["data"]
     classes = data["classes"]
-    k = max(1, min(args.top_k, len(classes)))
+    if args.top_k > len(classes):
+        raise UsageError(f"--top-k {args.top_k} is more than the model's {len(classes)} classes; "
+                         f"use --top-k 1 to {len(classes)}.")
+    k = args.top_k
     results = []
     for path in _image_files(args.images):
         try:
@@ -384,8 +394,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from papernets.bench.profile import profile_model
     from papernets.engine.distributed import resolve_device
 
+    device = resolve_device(args.device, key="--device")
     res = profile_model(args.model, img_size=args.image_size, batch_size=args.batch_size, in_chans=args.in_chans,
-                        num_classes=args.num_classes, device=resolve_device(args.device), steps=args.steps,
+                        num_classes=args.num_classes, device=device, steps=args.steps,
                         timing=not args.no_timing, channels_last=args.channels_last)
     if args.json:
         print(json.dumps(res.as_dict(), indent=2))

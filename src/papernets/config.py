@@ -198,19 +198,35 @@ def _unknown_key(key: str, valid: list[str], where: str) -> ConfigError:
     return ConfigError(f"unknown config key {where}{key!r}.{hint}")
 
 
-def _set_field(section: Any, key: str, value: Any, where: str) -> None:
+def _set_field(section: Any, key: str, value: Any, where: str, text: str | None = None) -> None:
+    """Set one key; ``text`` is the value as the user spelled it (a YAML scalar or a ``--set`` value), if known.
+
+    YAML 1.1 reads ``off``/``on``/``yes``/``no`` as booleans and ``2024`` as a number; a field that takes a string
+    then gets the user's spelling (``train.amp: off`` is ``"off"``, ``output.name=2024`` is ``"2024"``)."""
     hints = _section_types(type(section))
     if key not in hints:
         raise _unknown_key(key, list(hints), where)
-    out = _coerce(value, hints[key])
+    tp = hints[key]
+    out = _coerce(value, tp)
+    shown = value
+    if out is _MISSING and isinstance(text, str) and isinstance(value, bool | int | float):
+        out = _coerce(text, tp)
+        if isinstance(value, bool):
+            shown = text  # 'on', not True
     if out is _MISSING:
-        raise ConfigError(f"{where}{key} must be {_type_name(hints[key])}, got {value!r}.")
+        raise ConfigError(f"{where}{key} must be {_type_name(tp)}, got {shown!r}.")
     setattr(section, key, out)
 
 
-def config_from_dict(raw: dict[str, Any], base: Config | None = None) -> Config:
-    """Merge a nested mapping into a config (a fresh default one unless ``base`` is given), validating it."""
+def config_from_dict(
+    raw: dict[str, Any], base: Config | None = None, spelled: dict[str, Any] | None = None
+) -> Config:
+    """Merge a nested mapping into a config (a fresh default one unless ``base`` is given), validating it.
+
+    ``spelled`` is the same mapping with the scalars as the user wrote them (strings), where known: a string
+    field that YAML read as a boolean or a number takes that spelling instead."""
     cfg = base if base is not None else Config()
+    spelled = spelled if isinstance(spelled, dict) else {}
     if not isinstance(raw, dict):
         raise ConfigError(f"a config must be a mapping of sections, got {type(raw).__name__}.")
     sections = [f.name for f in dataclasses.fields(Config)]
@@ -222,9 +238,11 @@ def config_from_dict(raw: dict[str, Any], base: Config | None = None) -> Config:
         if not isinstance(values, dict):
             raise ConfigError(f"config section {name!r} must be a mapping of keys, got {values!r}.")
         section = getattr(cfg, name)
+        texts = spelled.get(name) if isinstance(spelled.get(name), dict) else {}
         for key, value in values.items():
+            text = texts.get(str(key))
             key = _RENAMED.get((name, str(key)), str(key))
-            _set_field(section, key, value, f"{name}.")
+            _set_field(section, key, value, f"{name}.", text if isinstance(text, str) else None)
     validate(cfg)
     return cfg
 
@@ -245,35 +263,56 @@ def load_config(path: str | Path | None = None) -> Config:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist.")
+    text = path.read_text()
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(text) or {}
+        spelled = yaml.load(text, Loader=yaml.BaseLoader)  # the same tree, every scalar as written
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}".splitlines()[0]) from exc
-    return config_from_dict(raw)
+    return config_from_dict(raw, spelled=spelled)
 
 
-def parse_override(item: str) -> tuple[str, str, Any]:
-    """Split ``section.key=value``; the value is parsed as YAML (so 0.1, true, null, [1, 2] work)."""
+def _split_override(item: str) -> tuple[str, str, str]:
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like section.key=value.")
     dotted, text = item.split("=", 1)
     parts = dotted.strip().split(".")
     if len(parts) != 2 or not all(parts):
         raise ConfigError(f"override key {dotted!r} must be section.key, e.g. optim.lr.")
+    return parts[0], parts[1], text.strip()
+
+
+def parse_override(item: str) -> tuple[str, str, Any]:
+    """Split ``section.key=value``; the value is parsed as YAML (so 0.1, true, null, [1, 2] work).
+
+    A value that is not valid YAML stays a plain string (``@host``, ``*.png``), unless it holds brackets or
+    quotes: then it was meant as a list, mapping or quoted string, and is an error rather than a silent string."""
+    section, key, text = _split_override(item)
+    if not text:
+        return section, key, ""
     try:
-        value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        if any(c in text for c in "[]{}\"'"):
+            problem = ": ".join(str(getattr(exc, a)) for a in ("context", "problem") if getattr(exc, a, None))
+            problem = problem or str(exc).strip().splitlines()[0]
+            raise ConfigError(
+                f"--set {section}.{key}={text}: the value is not valid YAML ({problem}); write a list as [a, b], "
+                f"a mapping as {{k: v}}, or quote a plain string."
+            ) from exc
         value = text
-    return parts[0], parts[1], value
+    return section, key, value
 
 
 def apply_overrides(cfg: Config, items: list[str]) -> Config:
     """Apply ``section.key=value`` overrides in order, validating each."""
     raw: dict[str, dict[str, Any]] = {}
+    spelled: dict[str, dict[str, str]] = {}
     for item in items:
         section, key, value = parse_override(item)
         raw.setdefault(section, {})[key] = value
-    return config_from_dict(raw, base=cfg)
+        spelled.setdefault(section, {})[key] = _split_override(item)[2]
+    return config_from_dict(raw, base=cfg, spelled=spelled)
 
 
 def _check(cond: bool, message: str) -> None:

@@ -303,11 +303,16 @@ def _load_imagefolder(root: str | None, image_size: int) -> tuple[tuple[torch.Te
     classes = sorted({c for _, c in train})
     index = {c: i for i, c in enumerate(classes)}
     test = _image_tree(test_dir)
+    if not test:
+        raise DatasetError(
+            f"no images found under {test_dir}, the test split of imagefolder root {str(base)!r}; it must hold "
+            f"<class>/<image> files like train/ (accepted: {', '.join(sorted(IMAGE_EXTENSIONS))})."
+        )
     unknown = sorted({c for _, c in test} - set(classes))
     if unknown:
         raise DatasetError(f"{test_dir} has classes not in train/: {', '.join(unknown)}.")
     tx, gray_train = _decode_images([p for p, _ in train], image_size)
-    vx, gray_test = _decode_images([p for p, _ in test], image_size) if test else (tx[:0], gray_train)
+    vx, gray_test = _decode_images([p for p, _ in test], image_size)
     if gray_train != gray_test:  # mixed: make both RGB
         tx, vx = tx.expand(-1, 3, -1, -1).contiguous(), vx.expand(-1, 3, -1, -1).contiguous()
     ty = torch.tensor([index[c] for _, c in train])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -38,11 +38,14 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         raise
 
 
-def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or ``checkpoints/last.pt`` (else ``best.pt``) inside a run directory."""
+def find_checkpoint(path: str | Path, prefer: Literal["last", "best"] = "last") -> Path:
+    """A checkpoint file, or the checkpoint of a run directory: ``checkpoints/last.pt`` (else ``best.pt``) to
+    resume a run, ``prefer="best"`` for ``best.pt`` (else ``last.pt``): the weights the run tested, for eval and
+    predict."""
     path = Path(path)
     if path.is_dir():
-        for candidate in (path / "checkpoints" / "last.pt", path / "checkpoints" / "best.pt", path / "last.pt"):
+        names = ("last.pt", "best.pt") if prefer == "last" else ("best.pt", "last.pt")
+        for candidate in (*(path / "checkpoints" / n for n in names), path / "last.pt"):
             if candidate.is_file():
                 return candidate
         raise CheckpointError(f"no checkpoint in {str(path)!r} (expected checkpoints/last.pt or best.pt).")
@@ -51,8 +54,12 @@ def find_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    path = find_checkpoint(path)
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", prefer: Literal["last", "best"] = "last"
+) -> dict[str, Any]:
+    """Load a checkpoint file or a run directory's checkpoint (see ``find_checkpoint``); ``state["path"]`` says
+    which file was read."""
+    path = find_checkpoint(path, prefer)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or foreign files

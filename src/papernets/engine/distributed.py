@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from papernets.config import ConfigError
+
 __all__ = ["DistInfo", "init_distributed", "all_reduce_sum", "barrier", "cleanup"]
 
 
@@ -31,14 +33,28 @@ class DistInfo:
         return self.world_size > 1
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+DEVICES_ACCEPTED = "auto, cpu, cuda or cuda:N"
+
+
+def resolve_device(name: str, local_rank: int = 0, key: str = "train.device") -> torch.device:
+    """``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda`` (this process's GPU) or ``cuda:N``.
+
+    A device that is not there is a ``ConfigError`` naming ``key`` (the config key or flag it came from)."""
     if name == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device is {name!r} but no CUDA device is available; use 'cpu' or 'auto'.")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device(f"cuda:{local_rank}")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(f"{key} {name!r} is not a device; accepted: {DEVICES_ACCEPTED}.") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{key} is {name!r} but no CUDA device is available; use 'cpu' or 'auto'.")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"{key} is {name!r} but there are only {count} CUDA devices (cuda:0 to "
+                              f"cuda:{count - 1}).")
+        if device.index is None:
+            device = torch.device(f"cuda:{local_rank}")
     return device
 
 
