@@ -15,7 +15,14 @@ from papernets.config import Config, ConfigError, OptimConfig, ScheduleConfig, a
 from papernets.data.augment import rand_augment, random_erase
 from papernets.data.mixing import MixConfig, mix_batch, soft_targets
 from papernets.engine.checkpoint import load_checkpoint
-from papernets.engine.trainer import EMA_COLUMNS, METRIC_COLUMNS, Trainer, TrainingInterrupted, training_step
+from papernets.engine.trainer import (
+    EMA_COLUMNS,
+    METRIC_COLUMNS,
+    Trainer,
+    TrainingDiverged,
+    TrainingInterrupted,
+    training_step,
+)
 from papernets.optim import create_optimizer, create_schedule
 from papernets.optim.ema import ModelEma
 from papernets.optim.optimizers import Lamb, RMSpropTF
@@ -71,6 +78,29 @@ def test_factory_builds_each_optimizer(name, cls):
     assert type(create_optimizer(model, OptimConfig(name=name))) is cls
     if name == "rmsprop":
         assert type(create_optimizer(model, OptimConfig(name=name, tf_style_eps=True))) is RMSpropTF
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("sgd", {"momentum": 0.8, "nesterov": True, "weight_decay": 0.03}),
+    ("adam", {"betas": (0.85, 0.995), "eps": 1e-7, "weight_decay": 0.03}),
+    ("adamw", {"betas": (0.85, 0.995), "eps": 1e-7, "weight_decay": 0.03}),
+    ("rmsprop", {"momentum": 0.8, "alpha": 0.95, "eps": 1e-7, "weight_decay": 0.03}),
+    ("lamb", {"betas": (0.85, 0.995), "eps": 1e-7, "weight_decay": 0.03}),
+])
+def test_factory_passes_the_configured_hyperparameters(name, expected):
+    cfg = OptimConfig(name=name, lr=0.123, momentum=0.8, nesterov=name == "sgd", betas=[0.85, 0.995], eps=1e-7,
+                      alpha=0.95, weight_decay=0.03)
+    (group,) = create_optimizer(nn.Linear(3, 2), cfg).param_groups
+    assert group["lr"] == 0.123
+    for key, value in expected.items():
+        assert group[key] == value, key
+
+
+def test_nesterov_without_momentum_is_a_config_error():
+    with pytest.raises(ConfigError, match="optim.nesterov=true needs optim.momentum > 0 \\(got 0.0\\)"):
+        create_optimizer(nn.Linear(3, 2), OptimConfig(name="sgd", momentum=0.0, nesterov=True))
+    plain = create_optimizer(nn.Linear(3, 2), OptimConfig(name="sgd", momentum=0.0))
+    assert plain.param_groups[0]["nesterov"] is False and plain.param_groups[0]["momentum"] == 0.0
 
 
 def test_no_weight_decay_on_biases_and_norm_weights():
@@ -142,6 +172,15 @@ def test_constant_step_multistep_exponential_exact_values():
     assert exp[30] == pytest.approx(0.97 ** (30 / 24))
 
 
+def test_exponential_with_warmup_as_efficientnet():
+    exp = _lrs(ScheduleConfig(name="exponential", step_size=2.4, gamma=0.97, warmup=0.5))  # 5 warmup steps
+    assert exp[:5] == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6])
+    assert exp[5] == pytest.approx(0.97 ** (5 / 24))  # decay counts from step 0: the warmup replaces its start
+    assert exp[24] == pytest.approx(0.97) and exp[48] == pytest.approx(0.97**2)
+    assert exp[59] == pytest.approx(0.97 ** (59 / 24))
+    assert all(a > b for a, b in zip(exp[5:], exp[6:], strict=False))
+
+
 def test_warmup_then_absolute_or_relative_time():
     step = _lrs(ScheduleConfig(name="step", step_size=2, gamma=0.5, warmup=1))
     assert step[0] == pytest.approx(1 / 11) and step[9] == pytest.approx(10 / 11)
@@ -192,7 +231,7 @@ def test_onecycle_equals_torch_onecyclelr():
     assert ours[0] == pytest.approx(0.02) and ours[59] == pytest.approx(0.02 / 1e4)
 
 
-@pytest.mark.parametrize("name", ["multistep", "exponential", "cosine", "cyclic", "onecycle"])
+@pytest.mark.parametrize("name", SCHEDULES)
 def test_schedule_state_resumes_exactly(name):
     cfg = ScheduleConfig(name=name, milestones=[2, 4], step_size=1.5, min_lr=0.01, warmup=0.5)
     lrs = _lrs(cfg)
@@ -202,6 +241,8 @@ def test_schedule_state_resumes_exactly(name):
     assert opt.param_groups[0]["lr"] == lrs[37]
     resumed.step()
     assert opt.param_groups[0]["lr"] == lrs[38]
+    if name not in ("constant", "none"):
+        assert len(set(lrs[5:])) > 1, "the schedule should change the lr after the warmup"
 
 
 # ------------------------------------------------------------------------------------------------ SAM, ASAM
@@ -247,6 +288,29 @@ def test_one_sam_step_on_a_quadratic_is_the_analytic_update(adaptive):
     assert torch.allclose(model.w.detach(), expected, atol=1e-6)
     assert len(model.seen) == 2 and torch.equal(model.seen[0], w0)
     assert torch.allclose(model.seen[1] - model.seen[0], e, atol=1e-7)
+
+
+def test_a_non_finite_second_sam_loss_stops_before_the_weights_change():
+    model = Quadratic([1.0, -2.0, 0.5], [3.0, 1.0, 2.0])
+    w0 = model.w.detach().clone()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    calls = []
+
+    def forward():
+        loss = model()
+        calls.append(len(calls))
+        if len(calls) == 2:  # the second pass, at w + e(w), overflows
+            loss = loss * float("nan")
+        return loss, loss.detach()
+
+    def check(value):
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"loss {value}")
+
+    with pytest.raises(TrainingDiverged, match="loss nan"):
+        training_step(model, model, opt, torch.amp.GradScaler("cpu", enabled=False), forward, check,
+                      SAM(list(model.parameters()), 0.2))
+    assert len(calls) == 2 and torch.equal(model.w.detach(), w0)  # restored from w + e(w), not stepped
 
 
 def test_sam_default_rho_follows_the_papers():
@@ -378,6 +442,16 @@ def test_mixup_and_cutmix_are_seeded_and_mix_targets_by_area():
     assert mix_batch(x, y, k, MixConfig(mixup_alpha=0.2, prob=0.0), seed=1)[1] is None
 
 
+@pytest.mark.parametrize("switch_prob,cutmix_share", [(1.0, (200, 200)), (0.0, (0, 0)), (0.5, (75, 125))])
+def test_mix_switch_prob_chooses_cutmix_or_mixup(switch_prob, cutmix_share):
+    x, y = torch.rand(8, 1, 12, 12), torch.arange(8) % 4
+    both = MixConfig(mixup_alpha=0.2, cutmix_alpha=1.0, switch_prob=switch_prob)
+    kinds = [mix_batch(x, y, 4, both, seed=s)[2]["kind"] for s in range(200)]
+    assert set(kinds) <= {1, 2}  # prob=1: every batch is mixed, by one or the other
+    low, high = cutmix_share
+    assert low <= kinds.count(2) <= high, kinds.count(2)
+
+
 def test_soft_targets_carry_label_smoothing_like_pytorch():
     logits, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0, 1])
     assert torch.allclose(F.cross_entropy(logits, soft_targets(y, 4, 0.1)),
@@ -424,6 +498,35 @@ def _sam_cfg(run_epochs=2):
         "optim.sam=true", "optim.sam_adaptive=true", "train.ema=true", "train.ema_decay=0.9",
         "train.select_best_on=ema", "train.mixup_alpha=0.2", "train.cutmix_alpha=1.0", "train.label_smoothing=0.1",
         "data.randaugment_ops=2", "data.random_erasing=0.25", "schedule.name=cosine", "output.plots=false"])
+
+
+def _count_training_forwards(trainer):
+    calls = []
+    trainer.model.register_forward_hook(lambda m, i, o: calls.append(1) if m.training else None)
+    return calls
+
+
+def test_the_trainer_takes_two_passes_per_step_with_sam_and_ends_elsewhere(tmp_path, fashion_root, one_thread):
+    def cfg(sam):
+        return apply_overrides(Config(), [
+            "model.name=lenet5_bn", "data.name=fashion-mnist", "data.image_size=28", "data.limit=256",
+            "train.epochs=1", "train.batch_size=64", "train.threads=1", "optim.name=sgd", "optim.lr=0.1",
+            f"optim.sam={str(sam).lower()}", "output.plots=false", "output.checkpoint=false",
+            "output.save_best=false"])
+
+    runs = {}
+    for sam in (False, True):
+        trainer = Trainer(cfg(sam), tmp_path / str(sam), stream=io.StringIO())
+        assert (trainer.sam is not None) == sam
+        w0 = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        calls = _count_training_forwards(trainer)
+        trainer.fit()
+        runs[sam] = w0, trainer.model.state_dict(), len(calls), trainer.state.global_step
+    (w0_plain, w_plain, n_plain, steps), (w0_sam, w_sam, n_sam, steps_sam) = runs[False], runs[True]
+    assert steps == steps_sam == 4  # 230 training images in batches of 64
+    assert all(torch.equal(w0_plain[k], w0_sam[k]) for k in w0_plain)  # the same seed, the same start
+    assert n_plain == steps and n_sam == 2 * steps
+    assert not torch.equal(w_plain["features.c1.weight"], w_sam["features.c1.weight"])
 
 
 def test_sam_run_interrupted_mid_epoch_resumes_bit_identically(tmp_path, fashion_root, one_thread):

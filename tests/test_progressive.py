@@ -53,6 +53,14 @@ def test_vit_sizes_are_multiples_of_the_patch():
     assert [s.image_size for s in plan] == [12, 16, 24, 28]
 
 
+def test_the_trainer_rounds_vit_stages_to_its_patch_size(tmp_path, fashion_root):
+    cfg = _cfg("model.name=vit_ti_16", "data.name=fashion-mnist", "data.limit=64", "train.batch_size=16")
+    trainer = Trainer(cfg, tmp_path / "r", stream=io.StringIO())
+    assert trainer.model.patch_embed.patch_size == 4  # the small-image ViT
+    sizes = [s.image_size for s in trainer.plan]
+    assert sizes == [12, 16, 24, 28] and all(size % 4 == 0 for size in sizes)  # not [12, 17, 23, 28]
+
+
 def test_stages_split_the_epochs():
     assert [stage_index(e, 10, 4) for e in range(10)] == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3]
     assert [stage_index(e, 4, 4) for e in range(4)] == [0, 1, 2, 3]

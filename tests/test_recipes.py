@@ -48,6 +48,21 @@ def test_resnet_sgd_step_decay_at_half_and_three_quarters():
     assert _paper("resnet20", 182, 128).schedule.warmup == 0
 
 
+def test_lr_scales_with_the_global_batch_under_torchrun(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    one = _paper("efficientnet_b0", 35, 128)
+    monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun --nproc-per-node 2: the global batch is 2 x 128
+    two = _paper("efficientnet_b0", 35, 128)
+    assert one.optim.lr == pytest.approx(0.256 * 128 / 4096) and two.optim.lr == pytest.approx(2 * one.optim.lr)
+    assert two.train.batch_size == 128  # still per process
+    assert _paper("resnet18", 20, 128).optim.lr == pytest.approx(0.2)  # 0.1 at a global batch of 128
+    assert "to 35 at 256 (128 x 2 processes)" in apply_recipe(apply_overrides(Config(), [
+        "model.name=efficientnet_b0", "train.epochs=35"]))[1]
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ConfigError, match="WORLD_SIZE must be a whole number"):
+        _paper("resnet18")
+
+
 def test_inception_v3_rmsprop_label_smoothing_clipping_and_aux_loss():
     cfg = _paper("inception_v3", 50, 64)
     o, s, t = cfg.optim, cfg.schedule, cfg.train

@@ -1,6 +1,7 @@
 """The trainer end to end on the real Fashion-MNIST: run directory, accuracy, exact resume, Ctrl-C, divergence."""
 
 import csv
+import io
 import json
 import math
 import signal
@@ -10,13 +11,18 @@ import time
 
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 
 from conftest import run_cli
+from papernets.cli import main
 from papernets.config import ScheduleConfig, apply_overrides, load_config
+from papernets.engine import trainer as trainer_mod
 from papernets.engine.checkpoint import load_checkpoint
-from papernets.engine.trainer import METRIC_COLUMNS, Trainer, TrainingDiverged
+from papernets.engine.trainer import METRIC_COLUMNS, Trainer, TrainingDiverged, build_model, config_from_checkpoint
 from papernets.optim import create_schedule
+from papernets.registry import ModelConfigError
 
 QUICK = ["--model", "lenet5_bn", "--dataset", "fashion-mnist", "--image-size", "28", "--batch-size", "64",
          "--optimizer", "adam", "--lr", "0.002", "--set", "schedule.name=cosine", "--set", "model.drop_rate=0.1"]
@@ -137,11 +143,123 @@ def test_ctrl_c_saves_mid_epoch_and_resume_is_bit_identical(tmp_path, one_go):
     _assert_same_run(one_go, run)
 
 
-def test_resume_can_extend_epochs_but_not_change_the_config(tmp_path, trained_run):
-    res = run_cli("train", "--resume", str(trained_run[0]), "--lr", "0.5")
+def _tiny(*extra):
+    """LeNet-5 on 256 Fashion-MNIST images (230 train, 26 val): 4 steps an epoch."""
+    return apply_overrides(load_config(None), [
+        "model.name=lenet5", "data.name=fashion-mnist", "data.image_size=28", "data.limit=256", "train.epochs=1",
+        "train.batch_size=64", "train.threads=1", "optim.name=sgd", "optim.lr=0.01", "output.plots=false", *extra])
+
+
+def test_resume_can_extend_epochs_but_not_change_the_config(tmp_path, fashion_root):
+    run = tmp_path / "r"
+    Trainer(_tiny(), run, stream=io.StringIO()).fit()
+    first = _rows(run)
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert ckpt["epoch"] == 1 and (run / "summary.json").is_file()
+    cfg = config_from_checkpoint(ckpt)
+    cfg.train.epochs = 2  # as `papernets train --resume RUN --epochs 2`
+    stream = io.StringIO()
+    summary = Trainer(cfg, run, resume=ckpt, stream=stream).fit()
+    assert "resuming after epoch 1" in stream.getvalue()
+    rows = _rows(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and rows[0] == first[0]  # epoch 1 kept, epoch 2 added
+    last = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert last["epoch"] == 2 and last["global_step"] == 2 * ckpt["global_step"] == 8
+    assert not torch.equal(last["model"]["features.c1.weight"], ckpt["model"]["features.c1.weight"])
+    assert summary["epochs"] == 2 and json.loads((run / "summary.json").read_text())["epochs"] == 2
+    res = run_cli("train", "--resume", str(run), "--lr", "0.5")
     assert res.returncode == 2 and "only --epochs may change" in res.stderr
-    res = run_cli("train", "--resume", str(trained_run[0]), "--epochs", "1")
+    res = run_cli("train", "--resume", str(run), "--epochs", "1")
     assert res.returncode == 2 and "below the 2 epochs already done" in res.stderr
+
+
+class AuxStub(nn.Module):
+    """GoogLeNet's interface in miniature: ``(logits, [aux])`` in training, logits in evaluation."""
+
+    aux_weight = 0.3
+
+    def __init__(self):
+        super().__init__()
+        self.head, self.aux = nn.Linear(28 * 28, 10), nn.Linear(28 * 28, 10)
+
+    def forward(self, x):
+        f = x.flatten(1)
+        return (self.head(f), [self.aux(f)]) if self.training else self.head(f)
+
+
+def test_auxiliary_losses_reach_the_training_loss(tmp_path, fashion_root, monkeypatch):
+    monkeypatch.setattr(trainer_mod, "build_model", lambda *args, **kwargs: AuxStub())
+    calls, real = [], trainer_mod.training_loss
+
+    def spy(output, y, targets, aux_weight, label_smoothing):
+        loss = real(output, y, targets, aux_weight, label_smoothing)
+        calls.append((output[0].detach(), output[1][0].detach(), y, aux_weight, loss.item()))
+        return loss
+
+    monkeypatch.setattr(trainer_mod, "training_loss", spy)
+    trainer = Trainer(_tiny("train.label_smoothing=0.1", "output.checkpoint=false", "output.save_best=false"),
+                      tmp_path / "r", stream=io.StringIO())
+    assert isinstance(trainer.model, AuxStub)
+    trainer.fit()
+    assert len(calls) == trainer.state.global_step == 4
+    total = seen = 0.0
+    for logits, aux, y, weight, loss in calls:
+        assert weight == 0.3
+        expected = F.cross_entropy(logits, y, label_smoothing=0.1) + 0.3 * F.cross_entropy(aux, y, label_smoothing=0.1)
+        assert loss == pytest.approx(expected.item(), rel=1e-6)
+        assert loss > F.cross_entropy(logits, y, label_smoothing=0.1).item() + 0.1  # the aux term is there
+        total, seen = total + loss * len(y), seen + len(y)
+    assert trainer.state.history[0]["train_loss"] == pytest.approx(total / seen, rel=1e-6)
+
+
+@pytest.mark.parametrize("override,key", [("model.drop_path_rate=0.1", "drop_path_rate"),
+                                          ("model.kwargs={bogus: 1}", "bogus")])
+def test_bad_model_keywords_are_a_model_config_error(override, key, tmp_path, fashion_root, capsys):
+    cfg = apply_overrides(load_config(None), ["model.name=lenet5", override])
+    with pytest.raises(ModelConfigError, match=f"^lenet5 does not take the keyword '{key}' \\(model\\.") as info:
+        build_model(cfg, 10, 1, 28)
+    assert "\n" not in str(info.value) and isinstance(info.value.__cause__, TypeError)
+    code = main(["train", "--model", "lenet5", "--dataset", "fashion-mnist", "--image-size", "28", "--set",
+                 override, "--set", "data.limit=64", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"does not take the keyword '{key}'" in err, err[-2000:]
+
+
+def _poison_after_epoch(trainer, epoch_index, fn):
+    train_epoch = trainer.train_epoch
+
+    def wrapped(epoch):
+        train_epoch(epoch)
+        if epoch == epoch_index:
+            fn()
+
+    trainer.train_epoch = wrapped
+
+
+@pytest.mark.parametrize("what", ["weight", "val_loss"])
+def test_non_finite_weights_or_val_loss_keep_the_last_good_checkpoint(what, tmp_path, fashion_root, monkeypatch):
+    extra = ["data.val_fraction=0"] if what == "weight" else []  # no validation: only the weights can tell
+    trainer = Trainer(_tiny("train.epochs=2", *extra), tmp_path / "r", stream=io.StringIO())
+    saved = []
+    trainer._save = lambda name, save=trainer._save: (saved.append((name, trainer.state.epoch)), save(name))
+    if what == "weight":
+        _poison_after_epoch(trainer, 1, lambda: trainer.model.features.c1.weight.data[0, 0].fill_(float("inf")))
+        match = "lenet5's features.c1.weight became non-finite at the end of epoch 2"
+    else:
+        evaluate = trainer_mod.evaluate
+
+        def nan_in_epoch_2(*args, **kwargs):
+            out = evaluate(*args, **kwargs)
+            return {**out, "loss": float("nan")} if trainer.state.epoch == 1 else out
+
+        monkeypatch.setattr(trainer_mod, "evaluate", nan_in_epoch_2)
+        match = "the validation loss became nan at the end of epoch 2"
+    with pytest.raises(TrainingDiverged, match=match + ".*last good checkpoint \\(epoch 1\\) is kept"):
+        trainer.fit()
+    assert all(epoch == 1 for _, epoch in saved) and ("last.pt", 1) in saved  # nothing saved after epoch 2
+    kept = load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")
+    assert kept["epoch"] == 1 and all(torch.isfinite(v).all() for v in kept["model"].values())
+    assert [int(r["epoch"]) for r in _rows(tmp_path / "r")] == [1]
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, fashion_root):

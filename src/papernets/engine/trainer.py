@@ -22,6 +22,7 @@ import csv
 import json
 import math
 import platform
+import re
 import signal
 import sys
 import time
@@ -48,11 +49,11 @@ from papernets.engine.speed import use_channels_last
 from papernets.optim import create_optimizer, create_schedule
 from papernets.optim.ema import ModelEma
 from papernets.optim.sam import SAM, frozen_bn_stats
-from papernets.registry import ModelEntry, create_model, get_entry
+from papernets.registry import ModelConfigError, ModelEntry, create_model, get_entry
 
 __all__ = [
     "Trainer", "TrainingDiverged", "TrainingInterrupted", "METRIC_COLUMNS", "EMA_COLUMNS", "PROGRESSIVE_COLUMNS",
-    "Stage", "evaluate", "build_model", "progressive_plan", "training_step",
+    "Stage", "evaluate", "build_model", "progressive_plan", "training_loss", "training_step",
 ]
 
 METRIC_COLUMNS = [
@@ -96,7 +97,10 @@ class TrainState:
 
 
 def build_model(cfg: Config, num_classes: int, in_chans: int, image_size: int | None = None) -> nn.Module:
-    """The configured model for a dataset with ``num_classes`` classes and ``in_chans`` channels."""
+    """The configured model for a dataset with ``num_classes`` classes and ``in_chans`` channels.
+
+    Raises ModelConfigError for a keyword the model does not take (a ``model.kwargs`` key, or
+    ``model.drop_path_rate`` for a model without stochastic depth)."""
     m = cfg.model
     kwargs: dict[str, Any] = dict(m.kwargs)
     for key in ("drop_rate", "drop_path_rate", "small_input"):
@@ -104,13 +108,26 @@ def build_model(cfg: Config, num_classes: int, in_chans: int, image_size: int | 
             kwargs[key] = getattr(m, key)
     if m.pretrained:
         kwargs["pretrained"] = m.pretrained
-    return create_model(
-        m.name,
-        num_classes=m.num_classes or num_classes,
-        in_chans=m.in_chans or in_chans,
-        img_size=image_size or cfg.data.image_size,
-        **kwargs,
-    )
+    try:
+        return create_model(
+            m.name,
+            num_classes=m.num_classes or num_classes,
+            in_chans=m.in_chans or in_chans,
+            img_size=image_size or cfg.data.image_size,
+            **kwargs,
+        )
+    except TypeError as exc:
+        name = get_entry(m.name).name
+        bad = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+        if bad:
+            key = bad.group(1)
+            where = f"model.{key}" if key in ("drop_rate", "drop_path_rate", "small_input") else f"model.kwargs.{key}"
+            raise ModelConfigError(f"{name} does not take the keyword {key!r} ({where}); remove it.") from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise ModelConfigError(
+            f"{name} rejected its keywords {sorted(kwargs)}: {first}; check model.kwargs and model.drop_rate, "
+            f"drop_path_rate, small_input."
+        ) from exc
 
 
 def split_output(output: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -119,6 +136,26 @@ def split_output(output: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
         logits, aux = output
         return logits, list(aux)
     return output, []
+
+
+def training_loss(
+    output: Any, y: torch.Tensor, targets: torch.Tensor | None, aux_weight: float = 0.0,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """The loss of a training forward pass: cross-entropy of the logits, plus ``aux_weight`` times that of each
+    auxiliary head (GoogLeNet, Inception-v3). ``targets`` are a mixed batch's soft targets (label smoothing
+    already in them); without them the hard labels ``y`` are smoothed by ``label_smoothing``."""
+    logits, aux = split_output(output)
+
+    def ce(z: torch.Tensor) -> torch.Tensor:
+        if targets is not None:
+            return F.cross_entropy(z.float(), targets)
+        return F.cross_entropy(z.float(), y, label_smoothing=label_smoothing)
+
+    loss = ce(logits)
+    for a in aux:
+        loss = loss + aux_weight * ce(a)
+    return loss
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -192,7 +229,8 @@ def training_step(
     e(w) from the unscaled gradients; the weights move to w + e(w); the second forward and backward run there with
     batch-norm running statistics frozen (the first pass updated them); the weights are restored; then the
     gradients are unscaled, clipped and stepped as usual. A non-finite first gradient (an fp16 overflow) on any
-    process skips the step everywhere and lowers the gradient scale, as the scaler does for one pass.
+    process skips the step everywhere and lowers the gradient scale, as the scaler does for one pass. The second
+    pass's loss goes through ``check`` too, so a non-finite loss there raises before any weight changes.
     ``any_process(flag)`` is true where ``flag`` is true on any process."""
     loss, logits = forward()
     loss_value = loss.item()
@@ -215,6 +253,7 @@ def training_step(
         try:
             with frozen_bn_stats(model):
                 loss2, _ = forward()
+            check(loss2.item())
             scaler.scale(loss2).backward()
         finally:
             sam.restore()
@@ -328,8 +367,7 @@ class Trainer:
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         if cfg.train.progressive:
-            patch = getattr(getattr(self.model, "patch_embed", None), "patch_size", 1)
-            self.plan = progressive_plan(cfg, self.entry, patch if isinstance(patch, int) else 1)
+            self.plan = progressive_plan(cfg, self.entry, _patch_multiple(self.model))
             self._check_stage_sizes()
         self.ema = ModelEma(self.model, cfg.train.ema_decay, cfg.train.ema_warmup) if cfg.train.ema else None
         self.net: nn.Module = self.model
@@ -500,11 +538,6 @@ class Trainer:
         self._apply_stage(epoch)
         t_start = time.perf_counter() - p.time_s
 
-        def criterion(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
-            if targets is not None:  # mixed batch: soft targets (label smoothing already in them)
-                return F.cross_entropy(logits.float(), targets)
-            return F.cross_entropy(logits.float(), y, label_smoothing=cfg.train.label_smoothing)
-
         for step, (x, y) in enumerate(self.train_loader.batches(epoch, p.step), start=p.step):
             targets = None
             if self.mix.active:
@@ -513,19 +546,13 @@ class Trainer:
 
             def forward(x=x, y=y, targets=targets) -> tuple[torch.Tensor, torch.Tensor]:
                 with _autocast(self.device, self.amp_dtype):
-                    logits, aux = split_output(self.net(x))
-                    loss = criterion(logits, y, targets)
-                    for a in aux:
-                        loss = loss + aux_weight * criterion(a, y, targets)
-                return loss, logits
+                    output = self.net(x)
+                    loss = training_loss(output, y, targets, aux_weight, cfg.train.label_smoothing)
+                return loss, split_output(output)[0]
 
             def check(loss_value: float, step=step) -> None:
                 if not math.isfinite(loss_value):
-                    raise TrainingDiverged(
-                        f"the loss became {loss_value} at epoch {epoch + 1}, step {step + 1}; stopped, and the last "
-                        f"good checkpoint (epoch {self.state.epoch}) is kept. Try a lower optim.lr or set "
-                        f"train.grad_clip."
-                    )
+                    raise self._diverged(f"the loss became {loss_value} at epoch {epoch + 1}, step {step + 1}")
 
             loss_value, logits = training_step(
                 self.net, self.model, self.optimizer, self.scaler, forward, check, self.sam, cfg.train.grad_clip,
@@ -581,6 +608,7 @@ class Trainer:
                 epoch_time /= self.info.world_size
                 has_val = len(self.data.val_x) > 0
                 val = evaluate(self.net, self.val_loader, self.info, self.amp_dtype) if has_val else None
+                self._check_finite(epoch, val)
                 ema_val = evaluate(self.ema.module, self.val_loader, self.info, self.amp_dtype) \
                     if has_val and self.ema else None
                 row = {
@@ -629,6 +657,27 @@ class Trainer:
         finally:
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
+
+    def _check_finite(self, epoch: int, val: dict[str, float] | None) -> None:
+        """Raise TrainingDiverged, before anything is saved, when an epoch ends with a non-finite validation loss
+        or weight (a NaN that slipped past the loss checks, e.g. from an fp16 overflow), so that ``last.pt``
+        keeps the last good state."""
+        bad = None
+        if val is not None and not math.isfinite(val["loss"]):
+            bad = f"the validation loss became {val['loss']}"
+        else:
+            tensors = [*self.model.named_parameters(), *self.model.named_buffers()]
+            for name, t in tensors:
+                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    bad = f"{self.entry.name}'s {name} became non-finite"
+                    break
+        if bad:
+            raise self._diverged(f"{bad} at the end of epoch {epoch + 1}")
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        kept = (f"the last good checkpoint (epoch {self.state.epoch}) is kept" if self.state.epoch
+                else "no checkpoint had been written yet")
+        return TrainingDiverged(f"{what}; stopped, and {kept}. Try a lower optim.lr or set train.grad_clip.")
 
     def _write_metrics(self) -> None:
         if not self.info.is_main:
@@ -704,6 +753,14 @@ class Trainer:
             )
         dist_utils.barrier(self.info)
         return summary
+
+
+def _patch_multiple(model: nn.Module) -> int:
+    """A ViT's patch size (the multiple its image sizes must be), else 1."""
+    patch = getattr(getattr(model, "patch_embed", None), "patch_size", 1)
+    if isinstance(patch, tuple | list):
+        patch = patch[0] if len(set(patch)) == 1 else 1
+    return patch if isinstance(patch, int) and patch > 0 else 1
 
 
 def config_from_checkpoint(ckpt: dict[str, Any]) -> Config:

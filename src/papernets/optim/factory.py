@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from papernets.config import OptimConfig
+from papernets.config import ConfigError, OptimConfig
 from papernets.optim.optimizers import Lamb, RMSpropTF
 
 __all__ = ["create_optimizer", "param_groups", "OPTIMIZERS"]
@@ -29,15 +29,21 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_1d: bool) -> li
 
 
 def create_optimizer(params: Iterable[nn.Parameter] | nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """SGD (momentum, Nesterov), Adam, AdamW, RMSprop (PyTorch's or TensorFlow's form) or LAMB."""
+    """SGD (momentum, Nesterov), Adam, AdamW, RMSprop (PyTorch's or TensorFlow's form) or LAMB.
+
+    Raises ConfigError for SGD with ``nesterov`` and no momentum (Nesterov's method is a form of momentum)."""
     if isinstance(params, nn.Module):
         groups: Any = param_groups(params, cfg.weight_decay, cfg.no_weight_decay_norm_bias)
     else:
         groups = list(params)
     name, wd = cfg.name, cfg.weight_decay
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
-                               weight_decay=wd)
+        if cfg.nesterov and cfg.momentum <= 0:
+            raise ConfigError(
+                f"optim.nesterov=true needs optim.momentum > 0 (got {cfg.momentum}): Nesterov's method is a form of "
+                f"momentum; set optim.momentum (e.g. 0.9) or optim.nesterov=false."
+            )
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=wd)
     if name == "adam":
         return torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=wd)
     if name == "adamw":

@@ -8,8 +8,9 @@ An optional ``models`` mapping overrides the family's values (``reference`` and 
 Scaling rules (the papers ran hundreds of ImageNet epochs at batch sizes in the thousands; a papernets run is
 usually a few epochs at 128):
 
-- learning rate (``optim.lr`` and ``schedule.min_lr``): linear scaling rule (Goyal et al. 2017), lr x run batch /
-  reference batch;
+- learning rate (``optim.lr`` and ``schedule.min_lr``): linear scaling rule (Goyal et al. 2017), lr x global
+  batch / reference batch, where the global batch is ``train.batch_size`` (per process) x the number of processes
+  (``WORLD_SIZE``, set by ``torchrun``; 1 otherwise);
 - durations (``schedule.warmup``, ``step_size``, ``milestones``, given in the paper's epochs): x run epochs /
   reference epochs, so warmup, decay periods and milestones keep their share of the run (EfficientNet's 0.97
   every 2.4 of 350 epochs is 0.97 every 0.069 epochs of a 10-epoch run: the same total decay);
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ import yaml
 
 from papernets.config import Config, ConfigError, OptimConfig, ScheduleConfig, config_from_dict
 
-__all__ = ["RECIPES_DIR", "recipe_file", "load_recipe", "recipe_overrides", "apply_recipe"]
+__all__ = ["RECIPES_DIR", "recipe_file", "load_recipe", "recipe_overrides", "apply_recipe", "world_size"]
 
 RECIPES_DIR = Path(__file__).resolve().parents[3] / "configs" / "recipes"
 
@@ -96,11 +98,24 @@ def load_recipe(model_name: str) -> dict[str, Any]:
     return recipe
 
 
-def recipe_overrides(model_name: str, epochs: int, batch_size: int) -> tuple[dict[str, dict[str, Any]], str]:
-    """The recipe's config sections scaled to ``epochs`` and ``batch_size``, and its source line."""
+def world_size() -> int:
+    """The number of training processes: ``torchrun``'s ``WORLD_SIZE``, else 1."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError as exc:
+        raise ConfigError(f"WORLD_SIZE must be a whole number, got {os.environ['WORLD_SIZE']!r}.") from exc
+
+
+def recipe_overrides(
+    model_name: str, epochs: int, batch_size: int, processes: int | None = None
+) -> tuple[dict[str, dict[str, Any]], str]:
+    """The recipe's config sections scaled to ``epochs`` and the global batch, ``batch_size`` (per process) x
+    ``processes`` (default: ``world_size()``), and its source line."""
     recipe = load_recipe(model_name)
     ref = recipe["reference"]
-    lr_scale = batch_size / float(ref["batch_size"])
+    processes = world_size() if processes is None else processes
+    global_batch = batch_size * processes
+    lr_scale = global_batch / float(ref["batch_size"])
     time_scale = epochs / float(ref["epochs"])
     out = {s: copy.deepcopy(recipe[s]) for s in _SECTIONS if s in recipe}
     optim, sched, train = out.get("optim", {}), out.get("schedule", {}), out.get("train", {})
@@ -117,13 +132,16 @@ def recipe_overrides(model_name: str, epochs: int, batch_size: int) -> tuple[dic
         sched["unit"] = "epochs"
     if train.get("progressive"):
         train["progressive_stages"] = min(int(train.get("progressive_stages", 4)), epochs)
+    at = f"{global_batch} ({batch_size} x {processes} processes)" if processes > 1 else f"{batch_size}"
     return out, f"{recipe['source']} ({Path(recipe['file']).name}, scaled from {ref['epochs']} epochs at batch " \
-                f"{ref['batch_size']} to {epochs} at {batch_size})"
+                f"{ref['batch_size']} to {epochs} at {at})"
 
 
 def apply_recipe(cfg: Config, base: Config | None = None) -> tuple[Config, str]:
     """Put the paper recipe for ``cfg``'s model, epochs and batch size over ``base`` (default: ``cfg`` itself).
 
+    The learning rate scales with the global batch, ``train.batch_size`` x ``WORLD_SIZE`` processes (the recipe is
+    applied before the process group starts, so the count comes from the environment ``torchrun`` sets).
     Returns the new config (``train.recipe`` cleared) and a line naming the recipe and its scaling. The recipe's
     ``optim`` and ``schedule`` replace those whole sections (the SAM keys excepted: SAM goes with any recipe);
     ``model.kwargs`` are merged key by key; any other key the recipe names replaces the base's value."""
