@@ -115,6 +115,10 @@ def compare_speed(
                        ours_train, ref_train, ours_infer, ref_infer)
 
 
+def _rate(img_per_s: float) -> str:
+    return f"{img_per_s:.1f}" if img_per_s >= 10 else f"{img_per_s:.3f}"
+
+
 def to_markdown(results: list[SpeedResult], title: str) -> str:
     lines = [
         f"# {title}",
@@ -130,8 +134,8 @@ def to_markdown(results: list[SpeedResult], title: str) -> str:
     for r in results:
         lines.append(
             f"| `{r.model}` | {r.library} `{r.reference}` | {r.img_size} | {r.batch_size} | "
-            f"{'on' if r.channels_last else 'off'} | {r.ours_train:.1f} | {r.ref_train:.1f} | {r.train_ratio:.2f} | "
-            f"{r.ours_infer:.1f} | {r.ref_infer:.1f} | {r.infer_ratio:.2f} |"
+            f"{'on' if r.channels_last else 'off'} | {_rate(r.ours_train)} | {_rate(r.ref_train)} | "
+            f"{r.train_ratio:.2f} | {_rate(r.ours_infer)} | {_rate(r.ref_infer)} | {r.infer_ratio:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
