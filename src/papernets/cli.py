@@ -417,6 +417,29 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------------------------------------- bench
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from papernets.bench.runner import load_protocol, run_bench, select_rows
+    from papernets.engine.trainer import TrainingInterrupted
+
+    protocol = load_protocol(args.protocol)
+    rows = select_rows(protocol, args.models)
+    results = Path(args.results)
+    try:
+        records = run_bench(protocol, rows, Path(args.out), results, args.set or [], sys.stderr, args.retry_failed)
+    except TrainingInterrupted as exc:
+        print(f"papernets: {exc}; the run's state is saved. Run the same command again to continue the bench.",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    failed = [r["id"] for r in records if r.get("status") != "ok"]
+    print(f"bench {protocol.name}: {len(records)} models" + (f", {len(failed)} failed ({', '.join(failed)})"
+                                                             if failed else "")
+          + f" -> {results / protocol.name}.md, .csv, .json, .html and plots")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------------------- main
 
 
@@ -502,6 +525,20 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=cmd_profile)
+
+    b = sub.add_parser("bench", help="train and profile every model of a protocol; tables, plots, HTML report")
+    b.add_argument("--protocol", required=True,
+                   help="configs/bench/<NAME>.yaml (classic, fashion-quick, fashion-paper) or a protocol file")
+    b.add_argument("--models", help="narrow or widen the default rows: comma list of row ids, model names or "
+                                    "fnmatch patterns, e.g. 'resnet*,vit_b_16'")
+    b.add_argument("--out", default="runs/bench", help="parent of the run directories, OUT/<protocol>/<row>/ "
+                                                        "(default runs/bench)")
+    b.add_argument("--results", default="docs/results", help="where the tables, plots and report go "
+                                                             "(default docs/results)")
+    b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key for every row")
+    b.add_argument("--retry-failed", dest="retry_failed", action="store_true",
+                   help="train the rows that failed before again (by default a recorded failure is kept)")
+    b.set_defaults(func=cmd_bench)
     return parser
 
 
