@@ -91,6 +91,7 @@ class ScheduleConfig:
 class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
+    accum_steps: int = 1  # split each batch into this many equal micro-batches (gradient accumulation)
     eval_batch_size: int | None = None  # None: 2 x batch_size
     seed: int = 0
     label_smoothing: float = 0.0
@@ -98,6 +99,7 @@ class TrainConfig:
     amp: Literal["auto", "off", "fp16", "bf16"] = "auto"  # auto: bf16/fp16 on CUDA, off on CPU
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     channels_last: bool | None = None  # None: per family, as measured (engine/speed.py)
+    sync_bn: bool = False  # torchrun: batch-norm statistics over all processes' batches (SyncBatchNorm; CUDA only)
     threads: int | None = None  # CPU threads; None: PyTorch's default
     log_every: int = 20  # progress updates per epoch (non-interactive output)
     recipe: Literal["paper"] | None = None  # "paper": the model's paper recipe (configs/recipes/<family>.yaml)
@@ -320,6 +322,10 @@ def _check(cond: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+SYNC_BN_CPU = ("train.sync_bn needs CUDA devices: PyTorch's SyncBatchNorm does not run on CPU tensors; set "
+               "train.sync_bn=false on CPU (each process then normalizes with its own batch's statistics).")
+
+
 def validate(cfg: Config) -> None:
     """Range checks that the types alone do not express."""
     _check(cfg.data.image_size >= 8, f"data.image_size must be at least 8, got {cfg.data.image_size}.")
@@ -327,6 +333,14 @@ def validate(cfg: Config) -> None:
     _check(cfg.data.limit is None or cfg.data.limit > 0, f"data.limit must be positive, got {cfg.data.limit}.")
     _check(cfg.train.epochs >= 1, f"train.epochs must be at least 1, got {cfg.train.epochs}.")
     _check(cfg.train.batch_size >= 1, f"train.batch_size must be at least 1, got {cfg.train.batch_size}.")
+    _check(cfg.train.accum_steps >= 1, f"train.accum_steps must be at least 1, got {cfg.train.accum_steps}.")
+    _check(cfg.train.batch_size % cfg.train.accum_steps == 0,
+           f"train.accum_steps ({cfg.train.accum_steps}) must divide train.batch_size ({cfg.train.batch_size}) into "
+           "equal micro-batches.")
+    _check(cfg.train.accum_steps == 1 or not cfg.optim.sam,
+           f"optim.sam cannot be combined with train.accum_steps={cfg.train.accum_steps}: SAM's two passes would "
+           "each need every micro-batch; use train.accum_steps=1 with SAM.")
+    _check(not (cfg.train.sync_bn and cfg.train.device == "cpu"), SYNC_BN_CPU)
     _check(cfg.optim.lr > 0, f"optim.lr must be positive, got {cfg.optim.lr}.")
     _check(cfg.optim.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {cfg.optim.weight_decay}.")
     _check(len(cfg.optim.betas) == 2, f"optim.betas must be two numbers, got {cfg.optim.betas}.")

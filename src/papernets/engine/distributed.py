@@ -2,19 +2,26 @@
 
 Under torchrun (``WORLD_SIZE`` > 1) the trainer uses DistributedDataParallel (gloo on CPU, nccl on CUDA); each
 process reads its own share of every epoch, metrics are summed across processes, and only rank 0 writes files.
+Rank 0 is the reference copy: its run directory name, its batch-norm statistics and the weights it reads from
+``best.pt`` are broadcast to the others, so that no other process needs to see rank 0's files.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from papernets.config import ConfigError
 
-__all__ = ["DistInfo", "init_distributed", "all_reduce_sum", "barrier", "cleanup"]
+__all__ = [
+    "DistInfo", "init_distributed", "all_reduce_sum", "broadcast_flag", "broadcast_object", "broadcast_module",
+    "all_gather_object", "barrier", "cleanup",
+]
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,40 @@ def broadcast_flag(flag: bool, info: DistInfo) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=info.device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
+
+
+def broadcast_object(obj: Any, info: DistInfo) -> Any:
+    """Rank 0's ``obj`` (any picklable value) on every process."""
+    if not info.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0, device=info.device if info.device.type == "cuda" else None)
+    return box[0]
+
+
+def all_gather_object(obj: Any, info: DistInfo) -> list[Any]:
+    """Every process's ``obj``, in rank order, on every process."""
+    if not info.enabled:
+        return [obj]
+    out: list[Any] = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+@torch.no_grad()
+def broadcast_module(module: nn.Module, info: DistInfo, buffers_only: bool = False) -> None:
+    """Copy rank 0's buffers (batch-norm running statistics), and unless ``buffers_only`` its parameters, into
+    ``module`` on every process."""
+    if not info.enabled:
+        return
+    tensors = [*module.buffers()] if buffers_only else [*module.parameters(), *module.buffers()]
+    for t in tensors:
+        if t.is_contiguous():
+            dist.broadcast(t.data, src=0)
+        else:  # e.g. a channels_last weight: broadcast a contiguous copy
+            tmp = t.data.contiguous()
+            dist.broadcast(tmp, src=0)
+            t.data.copy_(tmp)
 
 
 def barrier(info: DistInfo) -> None:

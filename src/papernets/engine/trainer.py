@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import json
 import math
 import platform
@@ -26,7 +27,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ import yaml
 from torch import nn
 
 import papernets
-from papernets.config import Config, ConfigError, config_from_dict, config_to_dict
+from papernets.config import SYNC_BN_CPU, Config, ConfigError, config_from_dict, config_to_dict
 from papernets.data import Splits, TensorLoader, load_dataset
 from papernets.data.loader import stream_seed
 from papernets.data.mixing import MixConfig, mix_batch
@@ -212,18 +213,26 @@ def stage_index(epoch: int, epochs: int, stages: int) -> int:
     return min(stages - 1, epoch * stages // max(epochs, 1))
 
 
+Forward = Callable[[], tuple[torch.Tensor, torch.Tensor]]  # () -> (loss, logits) of a batch or micro-batch
+
+
 def training_step(
     net: nn.Module,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
-    forward: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+    forward: Forward | Sequence[Forward],
     check: Callable[[float], None],
     sam: SAM | None = None,
     grad_clip: float | None = None,
     any_process: Callable[[bool], bool] = lambda flag: flag,
 ) -> tuple[float, torch.Tensor]:
     """One optimizer step; ``forward()`` returns (loss, logits) of the batch, ``check(loss)`` may raise.
+
+    Gradient accumulation (``train.accum_steps``): ``forward`` is then a sequence, one callable per micro-batch,
+    each returning its loss already weighted by its share of the batch; their gradients add up (synchronized
+    under DDP on the last one only) before the one optimizer step, and the returned loss is their sum, the batch
+    mean. SAM takes a single callable.
 
     With ``sam``: the first backward pass (local to each process under DDP: SAM's per-device m-sharpness) gives
     e(w) from the unscaled gradients; the weights move to w + e(w); the second forward and backward run there with
@@ -232,13 +241,18 @@ def training_step(
     process skips the step everywhere and lowers the gradient scale, as the scaler does for one pass. The second
     pass's loss goes through ``check`` too, so a non-finite loss there raises before any weight changes.
     ``any_process(flag)`` is true where ``flag`` is true on any process."""
-    loss, logits = forward()
-    loss_value = loss.item()
-    check(loss_value)
-    optimizer.zero_grad(set_to_none=True)
-    if sam is None:
-        scaler.scale(loss).backward()
+    if not callable(forward):
+        if sam is not None:
+            raise ConfigError("optim.sam cannot be combined with train.accum_steps > 1.")
+        loss_value, logits = _accumulate(net, optimizer, scaler, list(forward), check)
     else:
+        loss, logits = forward()
+        loss_value = loss.item()
+        check(loss_value)
+        optimizer.zero_grad(set_to_none=True)
+        if sam is None:
+            scaler.scale(loss).backward()
+    if sam is not None:
         sync = net.no_sync() if isinstance(net, nn.parallel.DistributedDataParallel) else contextlib.nullcontext()
         with sync:
             scaler.scale(loss).backward()
@@ -263,6 +277,26 @@ def training_step(
     scaler.step(optimizer)
     scaler.update()
     return loss_value, logits
+
+
+def _accumulate(
+    net: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+    forwards: list[Forward], check: Callable[[float], None],
+) -> tuple[float, torch.Tensor]:
+    """Forward and backward each micro-batch, summing their (weighted) gradients; (batch loss, batch logits)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss_value, parts = 0.0, []
+    for i, forward in enumerate(forwards):
+        loss, logits = forward()
+        value = loss.item()
+        check(value * len(forwards))  # about the unweighted micro-batch loss; only its finiteness matters
+        last = i == len(forwards) - 1
+        ddp = isinstance(net, nn.parallel.DistributedDataParallel)
+        with net.no_sync() if ddp and not last else contextlib.nullcontext():
+            scaler.scale(loss).backward()
+        loss_value += value
+        parts.append(logits.detach())
+    return loss_value, torch.cat(parts)
 
 
 @torch.no_grad()
@@ -345,10 +379,13 @@ class Trainer:
         self.cfg, self.run_dir, self.stream = cfg, Path(run_dir), stream
         self.recipe = recipe
         self.info = dist_utils.init_distributed(cfg.train.device)
+        self.run_dir = Path(dist_utils.broadcast_object(str(self.run_dir), self.info))  # rank 0's (its timestamp)
         self.device = self.info.device
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         self.amp_dtype = _amp_dtype(cfg.train.amp, self.device)
+        if cfg.train.sync_bn and self.device.type == "cpu":
+            raise ConfigError(SYNC_BN_CPU)
 
         self.entry = get_entry(cfg.model.name)
         self.plan: list[Stage] = []
@@ -366,6 +403,8 @@ class Trainer:
         self.channels_last = channels_last
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if cfg.train.sync_bn and self.info.enabled:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         if cfg.train.progressive:
             self.plan = progressive_plan(cfg, self.entry, _patch_multiple(self.model))
             self._check_stage_sizes()
@@ -491,10 +530,25 @@ class Trainer:
         }
 
     def _save(self, name: str) -> None:
+        """Rank 0 writes; every process calls this, as it gathers each process's RNG state (``rng_ranks``)."""
+        rngs = dist_utils.all_gather_object(_rng_state(self.device), self.info)
         if self.info.is_main:
-            save_checkpoint(self._checkpoint_state(), self.run_dir / "checkpoints" / name)
+            save_checkpoint({**self._checkpoint_state(), "rng_ranks": rngs}, self.run_dir / "checkpoints" / name)
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
+        """Continue from ``ckpt``. With the process count it was saved with, exactly (each process gets its own
+        RNG state back); with another count only from an epoch boundary: the schedule continues from the same
+        epoch at the new number of steps per epoch, and dropout from fresh streams seeded by (seed, epoch, rank)."""
+        saved_world, world = int(ckpt.get("world_size", 1)), self.info.world_size
+        partial = EpochProgress(**ckpt["partial"])
+        if partial.step and saved_world != world:
+            raise ConfigError(
+                f"{ckpt.get('path', 'the checkpoint')} was saved in the middle of epoch {int(ckpt['epoch']) + 1} "
+                f"(step {partial.step}) by {saved_world} process{'es' if saved_world > 1 else ''}; a run continues "
+                f"mid-epoch only with the same number of processes, not {world}: resume it with "
+                + ("papernets train --resume" if saved_world == 1 else f"torchrun --nproc_per_node {saved_world}")
+                + " (processes may change at the next epoch boundary)."
+            )
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["schedule"])
@@ -505,15 +559,24 @@ class Trainer:
             else:
                 self.ema = ModelEma(self.model, self.cfg.train.ema_decay, self.cfg.train.ema_warmup)
         self.recipe = ckpt.get("recipe", self.recipe)
-        if ckpt.get("world_size", 1) == self.info.world_size:
-            _set_rng_state(ckpt["rng"], self.device)
         s = self.state
         s.epoch, s.global_step = int(ckpt["epoch"]), int(ckpt["global_step"])
         s.best_val_acc, s.best_epoch = float(ckpt["best_val_acc"]), int(ckpt["best_epoch"])
         s.wall_time_s, s.history = float(ckpt["wall_time_s"]), list(ckpt["history"])
-        s.partial = EpochProgress(**ckpt["partial"])
-        if s.partial.step and ckpt.get("world_size", 1) != self.info.world_size:
-            s.partial = EpochProgress()  # a different process count cannot continue mid-epoch: redo the epoch
+        s.partial = partial
+        if saved_world == world:
+            rngs = ckpt.get("rng_ranks")
+            _set_rng_state(rngs[self.info.rank] if rngs else ckpt["rng"], self.device)
+            return
+        torch.manual_seed(stream_seed(self.cfg.train.seed, s.epoch, self.info.rank, 4))
+        steps = len(self.train_loader)
+        self.schedule.load_state_dict({"step_count": s.epoch * steps})
+        bs = self.cfg.train.batch_size
+        self._log(
+            f"the checkpoint was saved by {saved_world} process(es), this run has {world}: train.batch_size {bs} "
+            f"per process makes the global batch {bs * world} (was {bs * saved_world}) and {steps} steps per epoch; "
+            f"the schedule continues from epoch {s.epoch}."
+        )
 
     # ------------------------------------------------------------------------------------------ the loop
 
@@ -544,18 +607,25 @@ class Trainer:
                 x, targets, _ = mix_batch(x, y, self.num_classes, self.mix, stream_seed(cfg.train.seed, epoch, step, 3),
                                           cfg.train.label_smoothing)
 
-            def forward(x=x, y=y, targets=targets) -> tuple[torch.Tensor, torch.Tensor]:
+            def forward(x=x, y=y, targets=targets, weight=1.0) -> tuple[torch.Tensor, torch.Tensor]:
                 with _autocast(self.device, self.amp_dtype):
                     output = self.net(x)
                     loss = training_loss(output, y, targets, aux_weight, cfg.train.label_smoothing)
-                return loss, split_output(output)[0]
+                return (loss if weight == 1.0 else loss * weight), split_output(output)[0]
+
+            passes: Forward | list[Forward] = forward
+            k = cfg.train.accum_steps
+            if k > 1:  # equal micro-batches of this batch (a shorter last batch: near equal), losses by share
+                soft = targets.tensor_split(k) if targets is not None else [None] * k
+                passes = [functools.partial(forward, xi, yi, ti, len(yi) / len(y))
+                          for xi, yi, ti in zip(x.tensor_split(k), y.tensor_split(k), soft, strict=True) if len(yi)]
 
             def check(loss_value: float, step=step) -> None:
                 if not math.isfinite(loss_value):
                     raise self._diverged(f"the loss became {loss_value} at epoch {epoch + 1}, step {step + 1}")
 
             loss_value, logits = training_step(
-                self.net, self.model, self.optimizer, self.scaler, forward, check, self.sam, cfg.train.grad_clip,
+                self.net, self.model, self.optimizer, self.scaler, passes, check, self.sam, cfg.train.grad_clip,
                 lambda flag: dist_utils.broadcast_flag(flag, self.info),
             )
             if self.ema is not None:
@@ -607,7 +677,10 @@ class Trainer:
                 )
                 epoch_time /= self.info.world_size
                 has_val = len(self.data.val_x) > 0
-                val = evaluate(self.net, self.val_loader, self.info, self.amp_dtype) if has_val else None
+                dist_utils.broadcast_module(self.model, self.info, buffers_only=True)  # rank 0's BN statistics
+                if self.ema is not None:
+                    dist_utils.broadcast_module(self.ema.module, self.info, buffers_only=True)
+                val = evaluate(self.model, self.val_loader, self.info, self.amp_dtype) if has_val else None
                 self._check_finite(epoch, val)
                 ema_val = evaluate(self.ema.module, self.val_loader, self.info, self.amp_dtype) \
                     if has_val and self.ema else None
@@ -698,15 +771,19 @@ class Trainer:
         dist_utils.barrier(self.info)
         use_ema = self.ema is not None and cfg.train.select_best_on == "ema"
         tested = "last"
-        if cfg.output.save_best and best_path.is_file():
-            best = load_checkpoint(best_path, self.device)
-            self.model.load_state_dict(best["model"])
-            if self.ema is not None and best.get("ema") is not None:
-                self.ema.load_state_dict(best["ema"])
+        if dist_utils.broadcast_object(cfg.output.save_best and best_path.is_file(), self.info):
+            if self.info.is_main:  # read by rank 0 and broadcast: other nodes need not see the run directory
+                best = load_checkpoint(best_path, self.device)
+                self.model.load_state_dict(best["model"])
+                if self.ema is not None and best.get("ema") is not None:
+                    self.ema.load_state_dict(best["ema"])
+            dist_utils.broadcast_module(self.model, self.info)
+            if self.ema is not None:
+                dist_utils.broadcast_module(self.ema.module, self.info)
             tested = f"best (epoch {s.best_epoch})"
         if use_ema:
             tested += " EMA"
-        test = evaluate(self.ema.module if use_ema else self.net, self.test_loader, self.info, self.amp_dtype)
+        test = evaluate(self.ema.module if use_ema else self.model, self.test_loader, self.info, self.amp_dtype)
         from papernets.bench.profile import meta_model_stats
 
         in_chans = cfg.model.in_chans or self.data.in_chans
