@@ -17,6 +17,13 @@ __all__ = ["PLOT_NAMES", "family_colors", "plot_accuracy_vs", "plot_train_time",
 PLOT_NAMES = ("acc_vs_gmacs", "acc_vs_params", "train_time", "curves")
 
 
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
 def family_colors(records: list[dict[str, Any]]) -> dict[str, Any]:
     families = list(dict.fromkeys(r["family"] for r in records))
     cmap = plt.get_cmap("tab20")
@@ -54,10 +61,7 @@ def plot_accuracy_vs(records: list[dict[str, Any]], key: str, xlabel: str, title
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_train_time(records: list[dict[str, Any]], title: str, path: Path) -> Path:
@@ -82,10 +86,7 @@ def plot_train_time(records: list[dict[str, Any]], title: str, path: Path) -> Pa
     ax.set_xlabel("training wall time (minutes)")
     ax.set_title(title)
     ax.grid(alpha=0.3, axis="x")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_curves_grid(records: list[dict[str, Any]], title: str, path: Path) -> Path:
@@ -121,10 +122,7 @@ def plot_curves_grid(records: list[dict[str, Any]], title: str, path: Path) -> P
     if handles:
         fig.legend(handles, labels, loc="upper right", fontsize=8)
     fig.suptitle(f"{title}: accuracy (%) per epoch", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_plots(records: list[dict[str, Any]], name: str, input_label: str, out: Path) -> dict[str, Path]:
