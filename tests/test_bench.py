@@ -58,7 +58,7 @@ def test_paper_schedule_is_the_recipes_scaled_schedule():
     p = load_protocol("fashion-quick")
     cfg, _ = row_config(p, next(r for r in p.rows if r.id == "resnet18"))
     sched, _ = paper_schedule_config(cfg)
-    want = recipe_overrides("resnet18", 3, 128)[0]["schedule"]
+    want = recipe_overrides("resnet18", cfg.train.epochs, cfg.train.batch_size)[0]["schedule"]
     assert sched.schedule.name == want["name"] and sched.schedule.milestones == want["milestones"]
     assert sched.optim.name == "adam" and sched.optim.lr == 0.001
 
@@ -315,3 +315,34 @@ def test_bench_html_report_in_chromium(bench, tmp_path):
     assert ids == [r["id"] for r in want] + ["lenet5_12px"]  # failed rows last
     widths = re.findall(r'<img[^>]*data-natural-width="(\d+)"', dom)
     assert len(widths) == 4 and all(int(w) > 100 for w in widths), widths
+
+
+def test_out_of_memory_with_sam_turns_on_activation_checkpointing(tmp_path, fashion_root, monkeypatch):
+    """A SAM row cannot accumulate: on out of memory the bench retries it with activation checkpointing."""
+    from papernets.engine.speed import checkpoint_units
+
+    real = trainer_mod.build_model
+
+    def hook(module, args):
+        wrapped = all("forward" in vars(u) for u in checkpoint_units(module))
+        if module.training and not wrapped:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes.")
+
+    def build(cfg, *args, **kwargs):
+        model = real(cfg, *args, **kwargs)
+        model.register_forward_pre_hook(hook)
+        return model
+
+    monkeypatch.setattr(trainer_mod, "build_model", build)
+    protocol = tmp_path / "sam.yaml"
+    protocol.write_text(yaml.safe_dump({
+        "description": "SAM out of memory", "paper_schedule": False,
+        "base": {"data": {"name": "fashion-mnist", "image_size": 28, "limit": 64},
+                 "optim": {"name": "adam", "lr": 0.002, "sam": True},
+                 "train": {"epochs": 1, "batch_size": 32, "threads": 1}, "output": {"plots": False}},
+        "models": ["resnet20"]}, sort_keys=False))
+    assert _bench(protocol, tmp_path) == 0
+    rec = json.loads((tmp_path / "results" / "sam.json").read_text())["records"][0]
+    assert rec["status"] == "ok" and rec["activation_checkpointing"] is True and rec["accum_steps"] == 1
+    assert "activation checkpointing" in rec["note"] and "activation checkpointing" in rec["configuration"]
+    assert load_config(tmp_path / "runs" / "sam" / "resnet20" / "config.yaml").train.activation_checkpointing
