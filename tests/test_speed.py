@@ -61,3 +61,111 @@ def test_compare_speed_times_ours_and_the_reference(tmp_path):
     assert [row.split(" | ")[4] for row in rows] == ["off", "on"]
     with pytest.raises(ValueError, match="no reference implementation"):
         compare_speed("lenet5")
+
+
+# ------------------------------------------------------------------------------------ activation checkpointing
+
+
+def _grads(model, x, y):
+    model.zero_grad(set_to_none=True)
+    out = model(x)
+    torch.nn.functional.cross_entropy(out[0] if isinstance(out, tuple) else out, y).backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("name", ["resnet20", "vit_ti_16", "densenet_bc_40_k12", "vgg11", "googlenet"])
+def test_activation_checkpointing_keeps_fewer_activations_and_the_same_gradients(name):
+    import copy
+
+    from papernets import create_model
+    from papernets.engine.speed import checkpoint_units, enable_activation_checkpointing, kept_activation_bytes
+
+    torch.manual_seed(0)
+    plain = create_model(name, num_classes=10, in_chans=1, img_size=32 if name == "vit_ti_16" else 28).train()
+    keys = list(plain.state_dict())
+    ckpt = copy.deepcopy(plain)
+    n = enable_activation_checkpointing(ckpt)
+    assert n == len(checkpoint_units(ckpt)) >= 1
+    assert list(ckpt.state_dict()) == keys  # the weights' names are untouched
+    x = torch.randn(4, 1, *([32] * 2 if name == "vit_ti_16" else [28] * 2))
+    y = torch.randint(0, 10, (4,))
+    assert kept_activation_bytes(ckpt, x) < 0.6 * kept_activation_bytes(plain, x)
+    torch.manual_seed(1)
+    want = _grads(plain, x, y)
+    torch.manual_seed(1)
+    got = _grads(ckpt, x, y)
+    assert want.keys() == got.keys()
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-5, msg=k)
+    ckpt.load_state_dict(plain.state_dict())  # the recomputation updated batch-norm statistics once more
+    with torch.no_grad():  # evaluation is unchanged
+        torch.testing.assert_close(ckpt.eval()(x), plain.eval()(x))
+    assert enable_activation_checkpointing(ckpt) == n  # a second call wraps nothing twice
+
+
+def test_a_copy_of_a_checkpointed_model_runs_its_own_weights():
+    """EMA deep-copies the model: the copy's wrapped blocks must use the copy's weights, not the original's."""
+    import copy
+
+    from papernets import create_model
+    from papernets.engine.speed import enable_activation_checkpointing
+
+    model = create_model("resnet20", num_classes=10, in_chans=1, img_size=28)
+    enable_activation_checkpointing(model)
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.zero_()
+    x = torch.randn(2, 1, 28, 28)
+    out = twin.train()(x)
+    out.sum().backward()
+    assert torch.count_nonzero(out) == 0 and all(p.grad is None for p in model.parameters())
+
+
+def test_trainer_options_reach_the_run(tmp_path, fashion_root):
+    from papernets.engine.speed import checkpoint_units
+
+    cfg = apply_overrides(Config(), ["model.name=resnet20", "data.name=fashion-mnist", "data.image_size=28",
+                                     "data.limit=64", "train.batch_size=32", "train.epochs=1", "train.device=cpu",
+                                     "train.activation_checkpointing=true", "train.threads=1",
+                                     "output.plots=false"])
+    assert cfg.train.compile is None
+    trainer = Trainer(cfg, tmp_path / "r", stream=io.StringIO())
+    assert trainer.compiled is False  # resnet is not a measured compile family
+    assert all("forward" in vars(u) for u in checkpoint_units(trainer.model))
+    summary = trainer.fit()
+    assert summary["activation_checkpointing"] is True and summary["compile"] is False
+    assert 0 <= summary["test_acc"] <= 1
+
+
+def test_activation_checkpointing_refuses_a_model_without_blocks(tmp_path, fashion_root, monkeypatch):
+    from papernets.config import ConfigError
+    from papernets.engine import trainer as trainer_mod
+
+    monkeypatch.setattr(trainer_mod, "build_model", lambda cfg, classes, chans, *a, **k: torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(chans * 28 * 28, classes)))
+    cfg = apply_overrides(Config(), ["model.name=lenet5", "data.name=fashion-mnist", "data.image_size=28",
+                                     "data.limit=64", "train.batch_size=32", "train.device=cpu",
+                                     "train.activation_checkpointing=true"])
+    with pytest.raises(ConfigError, match="no blocks to checkpoint"):
+        Trainer(cfg, tmp_path / "r", stream=io.StringIO())
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager(tmp_path, fashion_root):
+    """train.compile=true runs the training passes through torch.compile: same data, same start, close result."""
+    import json
+
+    base = ["model.name=lenet5_bn", "data.name=fashion-mnist", "data.image_size=28", "data.limit=256",
+            "train.batch_size=64", "train.epochs=1", "train.device=cpu", "output.plots=false", "train.threads=2"]
+    runs = {}
+    for flag in ("false", "true"):
+        cfg = apply_overrides(Config(), [*base, f"train.compile={flag}"])
+        trainer = Trainer(cfg, tmp_path / flag, stream=io.StringIO())
+        assert trainer.compiled is (flag == "true")
+        runs[flag] = trainer.fit()
+        assert runs[flag]["compile"] is (flag == "true")
+    assert abs(runs["true"]["test_acc"] - runs["false"]["test_acc"]) < 0.03
+    ckpt = torch.load(tmp_path / "true" / "checkpoints" / "last.pt", weights_only=True)
+    assert not any(k.startswith("_orig_mod") for k in ckpt["model"])  # plain weights' names in the checkpoint
+    assert json.loads((tmp_path / "true" / "summary.json").read_text())["compile"] is True

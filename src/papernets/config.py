@@ -96,9 +96,11 @@ class TrainConfig:
     seed: int = 0
     label_smoothing: float = 0.0
     grad_clip: float | None = None  # max gradient norm
-    amp: Literal["auto", "off", "fp16", "bf16"] = "auto"  # auto: bf16/fp16 on CUDA, off on CPU
+    amp: Literal["auto", "off", "fp16", "bf16"] = "auto"  # auto: bf16/fp16 on CUDA; CPU: as measured per family
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     channels_last: bool | None = None  # None: per family, as measured (engine/speed.py)
+    compile: bool | None = None  # torch.compile the training forward/backward; None: per family, as measured
+    activation_checkpointing: bool = False  # recompute block activations in backward (less memory, more time)
     sync_bn: bool = False  # torchrun: batch-norm statistics over all processes' batches (SyncBatchNorm; CUDA only)
     threads: int | None = None  # CPU threads; None: PyTorch's default
     log_every: int = 20  # progress updates per epoch (non-interactive output)

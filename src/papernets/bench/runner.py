@@ -16,7 +16,9 @@ normal run directory, plus ``bench.json``, the row's record) and, with ``paper_s
 
 Out of memory (``torch.cuda.OutOfMemoryError``, or an error saying memory cannot be allocated): the micro-batch
 is halved and ``train.accum_steps`` doubled, so the effective batch, the data order and the schedule stay the
-same, and the run continues from its last checkpoint. A row that still fails records the first line of its error.
+same, and the run continues from its last checkpoint; when the micro-batch cannot be halved any further (or SAM,
+which needs whole batches, is on), activation checkpointing is turned on instead. A row that still fails records
+the first line of its error.
 
 Resuming: a run directory with ``summary.json`` is finished and kept; one with ``checkpoints/last.pt`` is resumed;
 a row whose record (``bench.json``) is written is not touched again (``retry_failed`` retries the failed ones).
@@ -269,13 +271,20 @@ def train_run(cfg: Config, run_dir: Path, recipe: str | None, log: IO[str]) -> t
         _free_memory()
         micro = cfg.train.batch_size // cfg.train.accum_steps
         smaller = _halved(cfg)
-        if smaller is None:
+        if smaller is not None:
+            cfg = smaller
+            print(f"bench: out of memory at micro-batch {micro}; retrying with batch {cfg.train.batch_size} = "
+                  f"{cfg.train.accum_steps} x {cfg.train.batch_size // cfg.train.accum_steps} (gradient accumulation)",
+                  file=log, flush=True)
+        elif not cfg.train.activation_checkpointing:  # the micro-batch cannot shrink: keep fewer activations
+            cfg = copy.deepcopy(cfg)
+            cfg.train.activation_checkpointing = True
+            print(f"bench: out of memory at micro-batch {micro}; retrying with activation checkpointing",
+                  file=log, flush=True)
+        else:
             why = "; SAM takes whole batches, no accumulation" if cfg.optim.sam else ""
-            raise RowFailed(f"out of memory at micro-batch {micro} (batch {cfg.train.batch_size}{why}): {error}")
-        cfg = smaller
-        print(f"bench: out of memory at micro-batch {micro}; retrying with batch {cfg.train.batch_size} = "
-              f"{cfg.train.accum_steps} x {cfg.train.batch_size // cfg.train.accum_steps} (gradient accumulation)",
-              file=log, flush=True)
+            raise RowFailed(f"out of memory at micro-batch {micro} (batch {cfg.train.batch_size}{why}, with "
+                            f"activation checkpointing): {error}")
         resume = load_checkpoint(last) if last.is_file() else None
 
 
@@ -353,7 +362,8 @@ def describe_config(cfg: Config, recipe: str | None = None) -> str:
     parts.append(f"{t.epochs} epoch{'s' if t.epochs != 1 else ''}")
     extras = [name for name, on in (("label smoothing", t.label_smoothing), ("mixup", t.mixup_alpha),
                                     ("cutmix", t.cutmix_alpha), ("EMA", t.ema), ("progressive", t.progressive),
-                                    ("RandAugment", cfg.data.randaugment_ops)) if on]
+                                    ("RandAugment", cfg.data.randaugment_ops),
+                                    ("activation checkpointing", t.activation_checkpointing)) if on]
     if extras:
         parts.append(", ".join(extras))
     if recipe:
@@ -407,9 +417,15 @@ def bench_row(protocol: Protocol, row: Row, out: Path, overrides: list[str], log
             dataset=summary["dataset"], curves=[{k: r.get(k) for k in ("epoch", "train_acc", "val_acc")}
                                                 for r in history],
         )
+        notes = []
         if used.train.accum_steps > 1:
-            rec["note"] = (f"out of memory at micro-batch {cfg.train.batch_size // cfg.train.accum_steps}: "
-                           f"{used.train.accum_steps} micro-batches of {rec['micro_batch']} per step")
+            notes.append(f"out of memory at micro-batch {cfg.train.batch_size // cfg.train.accum_steps}: "
+                         f"{used.train.accum_steps} micro-batches of {rec['micro_batch']} per step")
+        if used.train.activation_checkpointing and not cfg.train.activation_checkpointing:
+            notes.append(f"out of memory at micro-batch {rec['micro_batch']}: activation checkpointing")
+        if notes:
+            rec["note"] = "; ".join(notes)
+        rec["activation_checkpointing"] = used.train.activation_checkpointing
     except TrainingInterrupted:
         raise
     except RowFailed as exc:
@@ -461,6 +477,8 @@ def _paper_schedule_column(rec: dict[str, Any], protocol: Protocol, row: Row, ou
             cfg.train.accum_steps = rec["accum_steps"]
             cfg.train.eval_batch_size = max(1, (cfg.train.eval_batch_size or 2 * cfg.train.batch_size)
                                             // rec["accum_steps"])
+        if rec.get("activation_checkpointing"):
+            cfg.train.activation_checkpointing = True
         summary, used, trainer = train_run(cfg, run_dir, recipe, log)
         del trainer
         _free_memory()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
+from torch import nn
 
 # Families whose training step measured at least 5% faster in channels_last on the CPU, by
 # `python benchmarks/memory_format.py --out docs/results/memory_format.md` (batch 128 at 28x28x1, small-image
@@ -19,3 +22,96 @@ def use_channels_last(family: str, device: torch.device) -> bool:
     if device.type == "cuda":
         return True
     return family in CHANNELS_LAST_CPU_FAMILIES
+
+
+# Families whose training step measured at least 10% faster under bf16 autocast on the CPU, and those for which
+# torch.compile measured at least 10% faster with its compile time paid back within one Fashion-MNIST epoch, by
+# `python benchmarks/speed_options.py --out docs/results/speed_options.md` (figures in that file).
+BF16_CPU_FAMILIES: frozenset[str] = frozenset()
+COMPILE_CPU_FAMILIES: frozenset[str] = frozenset()
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU has native bf16 matrix instructions (AVX-512 BF16 or AMX), which oneDNN uses."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def use_bf16(family: str, device: torch.device) -> bool:
+    """Whether ``train.amp: auto`` trains a family under bf16 autocast on a CPU ``device``."""
+    return device.type == "cpu" and family in BF16_CPU_FAMILIES and cpu_supports_bf16()
+
+
+def use_compile(family: str, device: torch.device) -> bool:
+    """Whether an unset ``train.compile`` compiles a family's training step on ``device``. On CUDA nothing was
+    measured (no GPU was at hand), so it stays off there until a measurement says otherwise."""
+    return device.type == "cpu" and family in COMPILE_CPU_FAMILIES
+
+
+# ------------------------------------------------------------------------------------ activation checkpointing
+
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def _has_params(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters())
+
+
+def checkpoint_units(model: nn.Module) -> list[nn.Module]:
+    """The modules whose activations activation checkpointing drops: the blocks inside the model's top-level
+    containers (ResNet's ``layerN`` blocks, a transformer's ``blocks``, EfficientNet's stages, DenseNet's dense
+    blocks and transitions), or a whole container of plain layers (VGG's and AlexNet's ``features``).
+
+    Only containers of exactly the plain types count (``ConvNormAct`` subclasses ``nn.Sequential`` and is a
+    single layer)."""
+    units: list[nn.Module] = []
+    for child in model.children():
+        if type(child) not in _CONTAINERS:
+            continue
+        blocks = [m for m in child.children() if _has_params(m) and any(True for _ in m.children())]
+        if blocks:
+            units.extend(blocks)
+        elif isinstance(child, nn.Sequential) and _has_params(child):
+            units.append(child)
+    return units
+
+
+def enable_activation_checkpointing(model: nn.Module) -> int:
+    """Recompute each unit's forward pass in the backward pass instead of keeping its activations
+    (``torch.utils.checkpoint``, non-reentrant, RNG state preserved so dropout and stochastic depth repeat).
+
+    The parameters and the state dict are untouched: each unit's ``forward`` is wrapped in place. Without
+    gradients (evaluation) the units run as usual. Batch-norm running statistics are updated once more by each
+    recomputation (as in torchvision's and timm's checkpointing). Returns the number of units."""
+    units = checkpoint_units(model)
+    for unit in units:
+        if "forward" not in vars(unit):  # not wrapped yet
+            # a partial of the unit (not a closure), so that copy.deepcopy (EMA) gives the copy its own
+            unit.forward = functools.partial(_checkpointed_forward, unit)
+    return len(units)
+
+
+def _checkpointed_forward(unit: nn.Module, *args, **kwargs):
+    from torch.utils.checkpoint import checkpoint
+
+    plain = functools.partial(type(unit).forward, unit)
+    if not torch.is_grad_enabled():
+        return plain(*args, **kwargs)
+    return checkpoint(plain, *args, use_reentrant=False, **kwargs)
+
+
+def kept_activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of one forward (parameters excluded)."""
+    params = {p.data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        if t.data_ptr() not in params:
+            seen[t.data_ptr()] = max(seen.get(t.data_ptr(), 0), t.untyped_storage().nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x)
+    return sum(seen.values())

@@ -46,7 +46,7 @@ from papernets.engine import distributed as dist_utils
 from papernets.engine.checkpoint import load_checkpoint, save_checkpoint
 from papernets.engine.plots import plot_curves
 from papernets.engine.progress import Progress, format_seconds
-from papernets.engine.speed import use_channels_last
+from papernets.engine.speed import enable_activation_checkpointing, use_bf16, use_channels_last, use_compile
 from papernets.optim import create_optimizer, create_schedule
 from papernets.optim.ema import ModelEma
 from papernets.optim.sam import SAM, frozen_bn_stats
@@ -265,10 +265,10 @@ def training_step(
             return loss_value, logits
         optimizer.zero_grad(set_to_none=True)
         try:
-            with frozen_bn_stats(model):
+            with frozen_bn_stats(model):  # the backward too: activation checkpointing recomputes in it
                 loss2, _ = forward()
-            check(loss2.item())
-            scaler.scale(loss2).backward()
+                check(loss2.item())
+                scaler.scale(loss2).backward()
         finally:
             sam.restore()
     if grad_clip:
@@ -326,12 +326,12 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abs
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+def _amp_dtype(mode: str, device: torch.device, family: str = "") -> torch.dtype | None:
     if mode == "off":
         return None
     if mode == "auto":
         if device.type != "cuda":
-            return None
+            return torch.bfloat16 if use_bf16(family, device) else None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if mode == "fp16" and device.type != "cuda":
         raise ConfigError("train.amp=fp16 needs a CUDA device; on CPU use 'bf16' or 'off'.")
@@ -383,11 +383,11 @@ class Trainer:
         self.device = self.info.device
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
-        self.amp_dtype = _amp_dtype(cfg.train.amp, self.device)
         if cfg.train.sync_bn and self.device.type == "cpu":
             raise ConfigError(SYNC_BN_CPU)
 
         self.entry = get_entry(cfg.model.name)
+        self.amp_dtype = _amp_dtype(cfg.train.amp, self.device, self.entry.family)
         self.plan: list[Stage] = []
         if cfg.train.progressive:  # a model that cannot take it fails here, before the data is loaded
             progressive_plan(cfg, self.entry)
@@ -414,6 +414,14 @@ class Trainer:
             self.net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
+        if cfg.train.activation_checkpointing and enable_activation_checkpointing(self.model) == 0:
+            raise ConfigError(f"train.activation_checkpointing: {self.entry.name} has no blocks to checkpoint; "
+                              "set it to false.")
+        self.compiled = cfg.train.compile
+        if self.compiled is None:
+            self.compiled = use_compile(self.entry.family, self.device)
+        if self.compiled:
+            self.net = torch.compile(self.net)  # the training passes; evaluation and checkpoints use self.model
         torch.manual_seed(cfg.train.seed + 1000 * self.info.rank)  # dropout etc. differ per process
 
         common = dict(image_size=cfg.data.image_size, mean=self.data.mean, std=self.data.std, device=self.device,
@@ -815,6 +823,8 @@ class Trainer:
             "device": str(self.device),
             "world_size": self.info.world_size,
             "channels_last": self.channels_last,
+            "compile": bool(self.compiled),
+            "activation_checkpointing": cfg.train.activation_checkpointing,
             "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
             "recipe": self.recipe,
             "versions": versions(),
