@@ -26,7 +26,7 @@ def use_channels_last(family: str, device: torch.device) -> bool:
 
 # Families whose training step measured at least 10% faster under bf16 autocast on the CPU, and those for which
 # torch.compile measured at least 10% faster with its compile time paid back within one Fashion-MNIST epoch, by
-# `python benchmarks/speed_options.py --out docs/results/speed_options.md` (figures in that file). Both are empty
+# `python benchmarks/speed_options.py --out docs/results/speed_options.md`. Both are empty
 # for now: bf16's speed-ups are measured there, its accuracy per family is not yet; compile costs seconds to a
 # minute per run. Until both are measured, `train.amp: bf16` and `train.compile: true` turn them on per run.
 BF16_CPU_FAMILIES: frozenset[str] = frozenset()
