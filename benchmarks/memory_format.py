@@ -19,15 +19,9 @@ from pathlib import Path
 import torch
 
 import papernets
+from papernets.engine.speed import FAMILY_REPRESENTATIVES as REPRESENTATIVES
 from papernets.registry import get_entry
 
-# One model per family: the one the benchmark's default list trains, or the family's smallest common member.
-REPRESENTATIVES = [
-    "lenet5_bn", "alexnet", "vgg16_bn", "nin", "googlenet", "inception_v3", "resnet18", "resnext50_32x4d",
-    "seresnet18", "densenet40_k12", "darknet53", "xception", "mobilenet_v1", "mobilenet_v2", "squeezenet1_1",
-    "shufflenet_v1_g3", "shufflenet_v2_x1_0", "efficientnet_b0", "efficientnet_v2_s", "vit_s_16", "mixer_s_16",
-    "resmlp_12", "gmlp_s_16",
-]
 FASTER = 1.05  # channels_last must win by at least 5% to become a family's default
 
 

@@ -37,15 +37,10 @@ import torch
 import torch.nn.functional as F
 
 import papernets
+from papernets.engine.speed import FAMILY_REPRESENTATIVES as REPRESENTATIVES
 from papernets.engine.speed import enable_activation_checkpointing, kept_activation_bytes, use_channels_last
 from papernets.registry import get_entry
 
-REPRESENTATIVES = [
-    "lenet5_bn", "alexnet", "vgg16_bn", "nin", "googlenet", "inception_v3", "resnet18", "resnext50_32x4d",
-    "seresnet18", "densenet40_k12", "darknet53", "xception", "mobilenet_v1", "mobilenet_v2", "squeezenet1_1",
-    "shufflenet_v1_g3", "shufflenet_v2_x1_0", "efficientnet_b0", "efficientnet_v2_s", "vit_s_16", "mixer_s_16",
-    "resmlp_12", "gmlp_s_16",
-]
 FASTER = 1.10  # bf16 or compile must win by at least 10% to become a family's default
 EPOCH_IMAGES = 54_000  # compile time must be paid back within one Fashion-MNIST epoch
 VARIANTS = ("base", "bf16", "compile", "checkpointing", "accum2")

@@ -7,6 +7,15 @@ import functools
 import torch
 from torch import nn
 
+# One model per family, the one the benchmark's default list trains (or the family's smallest common member):
+# the models that benchmarks/memory_format.py and benchmarks/speed_options.py measure for the defaults below.
+FAMILY_REPRESENTATIVES: list[str] = [
+    "lenet5_bn", "alexnet", "vgg16_bn", "nin", "googlenet", "inception_v3", "resnet18", "resnext50_32x4d",
+    "seresnet18", "densenet40_k12", "darknet53", "xception", "mobilenet_v1", "mobilenet_v2", "squeezenet1_1",
+    "shufflenet_v1_g3", "shufflenet_v2_x1_0", "efficientnet_b0", "efficientnet_v2_s", "vit_s_16", "mixer_s_16",
+    "resmlp_12", "gmlp_s_16",
+]
+
 # Families whose training step measured at least 5% faster in channels_last on the CPU, by
 # `python benchmarks/memory_format.py --out docs/results/memory_format.md` (batch 128 at 28x28x1, small-image
 # forms; figures in that file). Every convolutional family but AlexNet gained (x1.12 to x1.82, depthwise networks
