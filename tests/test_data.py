@@ -31,6 +31,21 @@ def test_limit_caps_every_split(fashion_root):
     assert (len(d.train_x), len(d.val_x), len(d.test_x)) == (100, 100, 100)
 
 
+def test_eval_limit_caps_validation_and_test_only(fashion_root):
+    d = load_dataset("fashion-mnist", limit=300, eval_limit=120)
+    assert (len(d.train_x), len(d.val_x), len(d.test_x)) == (300, 120, 120)
+    full = load_dataset("fashion-mnist", eval_limit=50)  # no train cap: the whole training split stays
+    assert (len(full.train_x), len(full.val_x), len(full.test_x)) == (54000, 50, 50)
+    assert torch.equal(full.val_x, load_dataset("fashion-mnist", limit=50).val_x)  # the same images as limit keeps
+
+
+def test_eval_limit_must_be_positive():
+    from papernets.config import Config, ConfigError, apply_overrides, validate
+
+    with pytest.raises(ConfigError, match=r"data.eval_limit must be positive or null, got 0"):
+        validate(apply_overrides(Config(), ["data.eval_limit=0"]))
+
+
 @pytest.mark.parametrize("gz", [True, False])
 def test_mnist_idx_files(tmp_path, gz):
     write_mnist(tmp_path, n_train=50, n_test=20, gz=gz)

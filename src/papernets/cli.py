@@ -157,7 +157,7 @@ def _steps_per_epoch(cfg) -> int:
 
     try:
         data = load_dataset(cfg.data.name, cfg.data.root, cfg.data.val_fraction, cfg.data.limit, cfg.data.download,
-                            cfg.data.split_seed, cfg.data.image_size)
+                            cfg.data.split_seed, cfg.data.image_size, cfg.data.eval_limit)
     except DatasetError as exc:
         raise UsageError(f"{exc} (or give --steps-per-epoch N)") from exc
     full, rest = divmod(len(data.train_x), cfg.train.batch_size)

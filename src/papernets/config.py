@@ -42,6 +42,7 @@ class DataConfig:
     image_size: int = 224
     val_fraction: float = 0.1
     limit: int | None = None  # cap every split at this many images (quick runs)
+    eval_limit: int | None = None  # cap validation and test at this many images instead (None: as limit)
     augment: bool = True
     download: bool = False  # let torchvision download mnist/cifar into root
     split_seed: int = 0
@@ -333,6 +334,8 @@ def validate(cfg: Config) -> None:
     _check(cfg.data.image_size >= 8, f"data.image_size must be at least 8, got {cfg.data.image_size}.")
     _check(0.0 <= cfg.data.val_fraction < 1.0, f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}.")
     _check(cfg.data.limit is None or cfg.data.limit > 0, f"data.limit must be positive, got {cfg.data.limit}.")
+    _check(cfg.data.eval_limit is None or cfg.data.eval_limit > 0,
+           f"data.eval_limit must be positive or null, got {cfg.data.eval_limit}.")
     _check(cfg.train.epochs >= 1, f"train.epochs must be at least 1, got {cfg.train.epochs}.")
     _check(cfg.train.batch_size >= 1, f"train.batch_size must be at least 1, got {cfg.train.batch_size}.")
     _check(cfg.train.accum_steps >= 1, f"train.accum_steps must be at least 1, got {cfg.train.accum_steps}.")

@@ -343,10 +343,12 @@ def load_dataset(
     download: bool = False,
     split_seed: int = 0,
     image_size: int = 32,
+    eval_limit: int | None = None,
 ) -> Splits:
     """Load a dataset into memory and hold out a seeded validation split of the training set.
 
-    ``limit`` caps each split (train, validation, test) at that many images. ``image_size`` only matters for
+    ``limit`` caps each split (train, validation, test) at that many images; ``eval_limit``, when given, caps
+    validation and test instead (so a quick run can train on more images than it evaluates). ``image_size`` only matters for
     ``imagefolder``, whose images are decoded to that size once.
     """
     key = name.strip().lower()
@@ -389,10 +391,11 @@ def load_dataset(
         flip=flip,
         crop_padding=pad,
     )
-    if limit is not None:
-        for split in ("train", "val", "test"):
-            setattr(splits, f"{split}_x", getattr(splits, f"{split}_x")[:limit])
-            setattr(splits, f"{split}_y", getattr(splits, f"{split}_y")[:limit])
+    for split in ("train", "val", "test"):
+        cap = limit if split == "train" or eval_limit is None else eval_limit
+        if cap is not None:
+            setattr(splits, f"{split}_x", getattr(splits, f"{split}_x")[:cap])
+            setattr(splits, f"{split}_y", getattr(splits, f"{split}_y")[:cap])
     if len(splits.train_x) == 0:
         raise DatasetError(f"dataset {key!r} has no training images left after the validation split.")
     return splits

@@ -394,7 +394,7 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         self.data: Splits = load_dataset(
             cfg.data.name, cfg.data.root, cfg.data.val_fraction, cfg.data.limit, cfg.data.download,
-            cfg.data.split_seed, cfg.data.image_size,
+            cfg.data.split_seed, cfg.data.image_size, cfg.data.eval_limit,
         )
         self.model = build_model(cfg, self.data.num_classes, self.data.in_chans).to(self.device)
         channels_last = cfg.train.channels_last
