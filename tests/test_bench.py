@@ -32,13 +32,13 @@ CLASSIC_ROWS = ["alexnet", "vgg16", "nin", "googlenet", "lenet5_bn", "resnet18",
 # ------------------------------------------------------------------------------------------------ protocols
 
 
-@pytest.mark.parametrize("name", ["classic", "fashion-quick", "fashion-paper"])
-def test_protocols_hold_the_classic_rows_and_resolve(name):
+@pytest.mark.parametrize("name,batch", [("classic", 128), ("fashion-quick", 32), ("fashion-paper", 128)])
+def test_protocols_hold_the_classic_rows_and_resolve(name, batch):
     p = load_protocol(name)
     assert [r.id for r in p.rows] == CLASSIC_ROWS
     for row in p.rows:
         cfg, recipe = row_config(p, row)
-        assert cfg.model.name == get_entry(row.model).name and cfg.train.batch_size == 128
+        assert cfg.model.name == get_entry(row.model).name and cfg.train.batch_size == batch
         assert cfg.optim.sam == (row.id == "resnet18_sam")
         assert (recipe is not None) == (name == "fashion-paper") and cfg.train.recipe is None
         if p.paper_schedule:  # the paper's schedule only: the optimizer stays the protocol's
