@@ -348,8 +348,8 @@ def load_dataset(
     """Load a dataset into memory and hold out a seeded validation split of the training set.
 
     ``limit`` caps each split (train, validation, test) at that many images; ``eval_limit``, when given, caps
-    validation and test instead (so a quick run can train on more images than it evaluates). ``image_size`` only matters for
-    ``imagefolder``, whose images are decoded to that size once.
+    validation and test instead (so a quick run can train on more images than it evaluates). ``image_size`` only
+    matters for ``imagefolder``, whose images are decoded to that size once.
     """
     key = name.strip().lower()
     if key not in DATASETS:
