@@ -169,3 +169,17 @@ def test_compiled_training_matches_eager(tmp_path, fashion_root):
     ckpt = torch.load(tmp_path / "true" / "checkpoints" / "last.pt", weights_only=True)
     assert not any(k.startswith("_orig_mod") for k in ckpt["model"])  # plain weights' names in the checkpoint
     assert json.loads((tmp_path / "true" / "summary.json").read_text())["compile"] is True
+
+
+PIPELINE = MEASURED.parent / "pipeline_overhead.md"
+
+
+def test_input_pipeline_costs_at_most_a_tenth_of_a_step_for_every_benchmark_model():
+    from papernets.bench.runner import load_protocol
+
+    rows = re.findall(r"^\| `(\w+)` \| (?:on|off) \| [\d.]+ \| [\d.]+ \| \d+ \| (-?[\d.]+) \| ([\d.]+) \|$",
+                      PIPELINE.read_text(), re.M)
+    measured = {name: (float(cost), float(share)) for name, cost, share in rows}
+    assert {r.model for r in load_protocol("fashion-quick").rows} <= set(measured), "a benchmark model is missing"
+    over = {n: v for n, v in measured.items() if v[0] > 10.0 or v[1] > 10.0}
+    assert not over, f"the input pipeline costs more than 10% of a training step for {over}"
