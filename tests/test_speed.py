@@ -63,6 +63,23 @@ def test_compare_speed_times_ours_and_the_reference(tmp_path):
         compare_speed("lenet5")
 
 
+def test_compare_builds_fixed_size_references_at_the_compared_size_and_picks_the_trainers_format(tmp_path):
+    from papernets.bench.compare import main
+
+    out = tmp_path / "speed.md"
+    # ViT at 64 px: the reference's position embeddings must be built for 64 px too (4x4 patches), or it fails.
+    # Inception-v3's auxiliary head needs 299 px in training: asked for 64, it is compared at 299, as the row says.
+    assert main(["vit_ti_16", "squeezenet1_1", "inception_v3", "--image-size", "64", "--batch-size", "2",
+                 "--rounds", "1", "--steps", "1", "--channels-last", "auto", "--out", str(out)]) == 0
+    rows = {line.split(" | ")[0][3:-1]: line.split(" | ") for line in out.read_text().splitlines()
+            if line.startswith("| `")}
+    assert set(rows) == {"vit_ti_16", "squeezenet1_1", "inception_v3"}
+    assert rows["vit_ti_16"][1] == "timm `vit_tiny_patch16_224`" and rows["vit_ti_16"][2] == "64"
+    assert rows["inception_v3"][2] == "299" and rows["squeezenet1_1"][2] == "64"
+    # auto: the CPU trainer's choice per family (convolutional families channels_last, ViT not)
+    assert rows["vit_ti_16"][4] == "off" and rows["squeezenet1_1"][4] == "on" and rows["inception_v3"][4] == "on"
+
+
 # ------------------------------------------------------------------------------------ activation checkpointing
 
 

@@ -8,6 +8,8 @@ machine state; each figure is the median over rounds. ``python -m papernets.benc
 from __future__ import annotations
 
 import argparse
+import platform
+import shlex
 import statistics
 import sys
 import time
@@ -18,10 +20,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from papernets.engine.speed import use_channels_last
 from papernets.pretrained import reference_model
 from papernets.registry import create_model, get_entry, list_models
 
 __all__ = ["SpeedResult", "compare_speed", "main"]
+
+# Families whose reference models are built for one input size (ViT's position embeddings, the MLP models'
+# token-mixing layers): the reference is built at the compared size, as ours is.
+FIXED_SIZE_FAMILIES = frozenset({"vit", "mlp_mixer", "resmlp", "gmlp"})
+# The smallest input a family's models take in training where it is above the requested size: such a model is
+# compared at this size. Inception-v3's auxiliary classifier (a 5x5 average pool, stride 3, then a 5x5
+# convolution on the 17x17 grid) needs the paper's 299 px inputs, in torchvision's model as in ours.
+IMAGENET_FORM_MIN_SIZE = {"inception": 299}
 
 
 @dataclass
@@ -103,7 +114,10 @@ def compare_speed(
     torch.manual_seed(0)
     ours = create_model(entry.name, num_classes=num_classes, img_size=img_size,
                         **{"small_input": False, **source.kwargs})
-    ref = reference_model(library, source.name, num_classes=num_classes, **source.ref_kwargs)
+    ref_kwargs = dict(source.ref_kwargs)
+    if entry.family in FIXED_SIZE_FAMILIES:  # position embeddings / token-mixing weights sized by the input
+        ref_kwargs["image_size" if library == "torchvision" else "img_size"] = img_size
+    ref = reference_model(library, source.name, num_classes=num_classes, **ref_kwargs)
     x = torch.randn(batch_size, 3, img_size, img_size)
     y = torch.randint(0, num_classes, (batch_size,))
     if channels_last:
@@ -119,11 +133,12 @@ def _rate(img_per_s: float) -> str:
     return f"{img_per_s:.1f}" if img_per_s >= 10 else f"{img_per_s:.3f}"
 
 
-def to_markdown(results: list[SpeedResult], title: str) -> str:
+def to_markdown(results: list[SpeedResult], title: str, command: str = "python -m papernets.bench.compare") -> str:
     lines = [
         f"# {title}",
         "",
-        "Written by `python -m papernets.bench.compare`. img/s of a training step (forward, backward, SGD) and of "
+        f"Written by `{command}` ({platform.machine()}, {torch.get_num_threads()} threads, torch "
+        f"{torch.__version__}). img/s of a training step (forward, backward, SGD) and of "
         "inference; ratio = ours / reference (above 1: ours is faster). Both models in one process, timed in "
         "alternating rounds, median of the rounds.",
         "",
@@ -146,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--library", choices=["torchvision", "timm"])
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--channels-last", choices=["on", "off", "both"], default="off")
+    parser.add_argument("--channels-last", choices=["on", "off", "both", "auto"], default="off",
+                        help="auto: the memory format the trainer picks for the model's family on the CPU")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2, help="steps per round")
     parser.add_argument("--threads", type=int)
@@ -159,18 +175,24 @@ def main(argv: list[str] | None = None) -> int:
     for pattern in args.models:
         found = list_models(pattern) if any(c in pattern for c in "*?[") else [get_entry(pattern).name]
         names += [n for n in found if get_entry(n).pretrained and n not in names]
-    modes = {"on": [True], "off": [False], "both": [False, True]}[args.channels_last]
     results = []
-    for name in names:
+    for i, name in enumerate(names, 1):
+        if args.channels_last == "auto":
+            modes = [use_channels_last(get_entry(name).family, torch.device("cpu"))]
+        else:
+            modes = {"on": [True], "off": [False], "both": [False, True]}[args.channels_last]
         for cl in modes:
-            r = compare_speed(name, args.library, args.image_size, args.batch_size, cl, args.rounds, args.steps)
+            size = max(args.image_size, IMAGENET_FORM_MIN_SIZE.get(get_entry(name).family, 0))
+            r = compare_speed(name, args.library, size, args.batch_size, cl, args.rounds, args.steps)
             results.append(r)
-            print(f"{name:24s} cl={'on ' if cl else 'off'} train {r.ours_train:8.1f} vs {r.ref_train:8.1f} "
-                  f"({r.train_ratio:.2f})  infer {r.ours_infer:8.1f} vs {r.ref_infer:8.1f} ({r.infer_ratio:.2f})",
+            print(f"[{i}/{len(names)}] {name:24s} cl={'on ' if cl else 'off'} "
+                  f"train {r.ours_train:8.1f} vs {r.ref_train:8.1f} ({r.train_ratio:.2f})  "
+                  f"infer {r.ours_infer:8.1f} vs {r.ref_infer:8.1f} ({r.infer_ratio:.2f})",
                   flush=True)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(to_markdown(results, args.title))
+            if args.out:  # rewritten after every model, so a stopped run keeps what it measured
+                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+                command = " ".join(["python -m papernets.bench.compare", *map(shlex.quote, argv or sys.argv[1:])])
+                Path(args.out).write_text(to_markdown(results, args.title, command))
     return 0
 
 
