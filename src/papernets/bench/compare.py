@@ -175,14 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     for pattern in args.models:
         found = list_models(pattern) if any(c in pattern for c in "*?[") else [get_entry(pattern).name]
         names += [n for n in found if get_entry(n).pretrained and n not in names]
+    command = " ".join(["python -m papernets.bench.compare", *map(shlex.quote, argv or sys.argv[1:])])
     results = []
     for i, name in enumerate(names, 1):
+        family = get_entry(name).family
         if args.channels_last == "auto":
-            modes = [use_channels_last(get_entry(name).family, torch.device("cpu"))]
+            modes = [use_channels_last(family, torch.device("cpu"))]
         else:
             modes = {"on": [True], "off": [False], "both": [False, True]}[args.channels_last]
+        size = max(args.image_size, IMAGENET_FORM_MIN_SIZE.get(family, 0))
         for cl in modes:
-            size = max(args.image_size, IMAGENET_FORM_MIN_SIZE.get(get_entry(name).family, 0))
             r = compare_speed(name, args.library, size, args.batch_size, cl, args.rounds, args.steps)
             results.append(r)
             print(f"[{i}/{len(names)}] {name:24s} cl={'on ' if cl else 'off'} "
@@ -191,7 +193,6 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             if args.out:  # rewritten after every model, so a stopped run keeps what it measured
                 Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-                command = " ".join(["python -m papernets.bench.compare", *map(shlex.quote, argv or sys.argv[1:])])
                 Path(args.out).write_text(to_markdown(results, args.title, command))
     return 0
 
