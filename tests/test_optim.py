@@ -18,6 +18,7 @@ from papernets.engine.checkpoint import load_checkpoint
 from papernets.engine.trainer import (
     EMA_COLUMNS,
     METRIC_COLUMNS,
+    TIMING_COLUMNS,
     Trainer,
     TrainingDiverged,
     TrainingInterrupted,
@@ -545,7 +546,7 @@ def test_sam_run_interrupted_mid_epoch_resumes_bit_identically(tmp_path, fashion
     b = load_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.pt")
     for key in ("model", "ema"):
         assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
-    timing = {"epoch_time_s", "train_img_per_s"}
+    timing = set(TIMING_COLUMNS)
     rows = [[{k: v for k, v in r.items() if k not in timing} for r in c["history"]] for c in (a, b)]
     assert rows[0] == rows[1] and len(rows[0]) == 2
     header = (tmp_path / "full" / "metrics.csv").read_text().splitlines()[0].split(",")

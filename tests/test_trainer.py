@@ -58,6 +58,9 @@ def test_run_directory_is_complete(trained_run):
         assert key in summary
     assert summary["epochs"] == 2 and summary["params"] == 61_302 and 0 < summary["test_acc"] <= 1
     assert summary["best_val_acc"] == max(float(r["val_acc"]) for r in rows)
+    walls = [float(r["wall_time_s"]) for r in rows]  # the run's clock at each epoch's end, then the final test
+    assert 0 < walls[0] < walls[1] <= summary["wall_time_s"]
+    assert walls[0] >= float(rows[0]["epoch_time_s"])
     assert set(summary["versions"]) >= {"papernets", "torch", "torchvision"}
     with Image.open(run / "plots" / "accuracy.png") as img:
         assert img.size[0] > 300 and img.size[1] > 200
@@ -299,3 +302,43 @@ def test_schedules_per_step(name):
     resumed = create_schedule(opt, cfg, steps_per_epoch=10, epochs=6, base_lr=1.0)
     resumed.load_state_dict({"step_count": 35})
     assert opt.param_groups[0]["lr"] == pytest.approx(lrs[35])
+
+
+def test_flip_tta_averages_the_logits_of_each_image_and_its_mirror(fashion_root):
+    from papernets.data import TensorLoader, load_dataset
+    from papernets.engine.distributed import DistInfo
+    from papernets.engine.trainer import evaluate
+
+    data = load_dataset("fashion-mnist", limit=200, image_size=28)
+    loader = TensorLoader(data.test_x, data.test_y, 64, 28, data.mean, data.std, train=False,
+                          device=torch.device("cpu"))
+    torch.manual_seed(0)
+    cfg = load_config(None)
+    cfg.model.name = "lenet5_bn"
+    model = build_model(cfg, 10, 1, 28).eval()
+    info = DistInfo(0, 1, 0, torch.device("cpu"))
+    y = data.test_y
+    with torch.no_grad():
+        batches = list(loader.batches(0))
+        plain = torch.cat([model(b) for b, _ in batches])
+        mirrored = torch.cat([model(b.flip(-1)) for b, _ in batches])
+    for flip, logits in ((False, plain), (True, (plain + mirrored) / 2)):
+        res = evaluate(model, loader, info, flip=flip)
+        assert res["acc"] == pytest.approx((logits.argmax(1) == y).float().mean().item())
+        assert res["loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
+    assert len(y) == 200 and not torch.equal(plain.argmax(1), ((plain + mirrored) / 2).argmax(1))
+
+
+def test_a_flip_tta_run_tests_and_evaluates_with_it_and_digits_refuse_it(tmp_path, fashion_root):
+    common = ["--epochs", "1", "--set", "data.limit=600", "--set", "train.tta_flip=true", "--set", "train.amp=off",
+              "--out", str(tmp_path)]
+    res = run_cli("train", *QUICK, *common, "--name", "tta")
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads((tmp_path / "tta" / "summary.json").read_text())
+    res = run_cli("eval", str(tmp_path / "tta"), "--limit", "600", "--json")
+    assert res.returncode == 0 and json.loads(res.stdout)["top1"] == pytest.approx(summary["test_acc"])
+    from conftest import write_mnist
+
+    write_mnist(tmp_path / "mnist")
+    res = run_cli("train", *QUICK, *common, "--dataset", "mnist", "--data-root", str(tmp_path / "mnist"))
+    assert res.returncode == 2 and "train.tta_flip=true" in res.stderr and "'mnist'" in res.stderr

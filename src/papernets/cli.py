@@ -259,7 +259,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError(f"the {args.split} split of {name!r} is empty.")
     loader = TensorLoader(x, y, args.batch_size, cfg.data.image_size, tuple(ckpt["data"]["mean"]),
                           tuple(ckpt["data"]["std"]), train=False, device=device)
-    result = evaluate(model, loader, DistInfo(0, 1, 0, device))
+    result = evaluate(model, loader, DistInfo(0, 1, 0, device), flip=cfg.train.tta_flip)
     out = {"checkpoint": ckpt["path"], "model": cfg.model.name, "dataset": name, "split": args.split,
            "images": int(result["images"]), "top1": result["acc"], "top5": result["top5"], "loss": result["loss"]}
     if args.json:
@@ -313,7 +313,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
             raise UsageError(f"cannot read image {str(path)!r}: {exc}") from exc
         with torch.inference_mode():
-            probs = model(x).softmax(dim=1)[0]
+            logits = model(x)
+            if cfg.train.tta_flip:  # as the run evaluated: averaged with the mirror image's logits
+                logits = (logits + model(x.flip(-1))) / 2
+            probs = logits.softmax(dim=1)[0]
         top = probs.topk(k)
         preds = [{"label": classes[i], "probability": float(p)} for p, i in zip(top.values, top.indices, strict=True)]
         results.append({"image": str(path), "top": preds})

@@ -114,6 +114,7 @@ class TrainConfig:
     ema_decay: float = 0.9999
     ema_warmup: bool = True  # decay min(ema_decay, (1 + t) / (10 + t)) at step t, as TensorFlow's num_updates
     select_best_on: Literal["model", "ema"] = "model"  # which weights' val accuracy picks best.pt
+    tta_flip: bool = False  # evaluate each image and its mirror image, averaging the logits
     progressive: bool = False  # EfficientNetV2 progressive learning (image size, regularization by stage)
     progressive_stages: int = 4
     progressive_image_size: list[float] = field(default_factory=lambda: [0.4267, 1.0])  # x data.image_size

@@ -53,13 +53,17 @@ from papernets.optim.sam import SAM, frozen_bn_stats
 from papernets.registry import ModelConfigError, ModelEntry, create_model, get_entry
 
 __all__ = [
-    "Trainer", "TrainingDiverged", "TrainingInterrupted", "METRIC_COLUMNS", "EMA_COLUMNS", "PROGRESSIVE_COLUMNS",
+    "Trainer", "TrainingDiverged", "TrainingInterrupted", "METRIC_COLUMNS", "TIMING_COLUMNS", "EMA_COLUMNS",
+    "PROGRESSIVE_COLUMNS",
     "Stage", "evaluate", "build_model", "progressive_plan", "training_loss", "training_step",
 ]
 
 METRIC_COLUMNS = [
-    "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s", "train_img_per_s",
+    "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s", "train_img_per_s", "wall_time_s",
 ]
+# The columns that measure time (they differ between two runs of the same config; the others repeat exactly).
+# epoch_time_s: the epoch's training steps; wall_time_s: the run's time so far, at the end of the epoch's validation.
+TIMING_COLUMNS = ["epoch_time_s", "train_img_per_s", "wall_time_s"]
 EMA_COLUMNS = ["ema_val_loss", "ema_val_acc"]  # added when train.ema is on
 PROGRESSIVE_COLUMNS = ["image_size", "randaugment_magnitude", "mixup_alpha", "dropout"]  # train.progressive
 
@@ -301,15 +305,18 @@ def _accumulate(
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, loader: TensorLoader, info: dist_utils.DistInfo, amp_dtype: torch.dtype | None = None
+    model: nn.Module, loader: TensorLoader, info: dist_utils.DistInfo, amp_dtype: torch.dtype | None = None,
+    flip: bool = False,
 ) -> dict[str, float]:
-    """Loss, top-1 and top-5 accuracy over a split (summed across processes)."""
+    """Loss, top-1 and top-5 accuracy over a split (summed across processes). ``flip``: test-time augmentation,
+    the logits of each image averaged with those of its mirror image."""
     model.eval()
     loss_sum = correct = correct5 = seen = 0.0
     for x, y in loader.batches(0):
         with _autocast(x.device, amp_dtype):
-            logits, _ = split_output(model(x))
-        logits = logits.float()
+            logits = split_output(model(x))[0].float()
+            if flip:
+                logits = (logits + split_output(model(x.flip(-1)))[0].float()) / 2
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
         correct += (top[:, 0] == y).sum().item()
@@ -435,6 +442,9 @@ class Trainer:
             randaugment_ops=ra_ops, randaugment_magnitude=cfg.data.randaugment_magnitude,
             random_erasing=cfg.data.random_erasing, **common,
         )
+        if cfg.train.tta_flip and not self.data.flip:
+            raise ConfigError(f"train.tta_flip=true mirrors the images, which changes the labels of "
+                              f"{self.data.name!r} (digits); use it only where horizontal flips keep the label.")
         self.num_classes = cfg.model.num_classes or self.data.num_classes
         self.mix = MixConfig(cfg.train.mixup_alpha, cfg.train.cutmix_alpha, cfg.train.mix_prob,
                              cfg.train.mix_switch_prob)
@@ -688,9 +698,10 @@ class Trainer:
                 dist_utils.broadcast_module(self.model, self.info, buffers_only=True)  # rank 0's BN statistics
                 if self.ema is not None:
                     dist_utils.broadcast_module(self.ema.module, self.info, buffers_only=True)
-                val = evaluate(self.model, self.val_loader, self.info, self.amp_dtype) if has_val else None
+                flip = cfg.train.tta_flip
+                val = evaluate(self.model, self.val_loader, self.info, self.amp_dtype, flip) if has_val else None
                 self._check_finite(epoch, val)
-                ema_val = evaluate(self.ema.module, self.val_loader, self.info, self.amp_dtype) \
+                ema_val = evaluate(self.ema.module, self.val_loader, self.info, self.amp_dtype, flip) \
                     if has_val and self.ema else None
                 row = {
                     "epoch": epoch + 1,
@@ -716,6 +727,7 @@ class Trainer:
                 now = time.perf_counter()
                 s.wall_time_s += now - self._session_start
                 self._session_start = now
+                row["wall_time_s"] = s.wall_time_s
                 if cfg.output.checkpoint:
                     self._save("last.pt")
                 if improved and cfg.output.save_best:
@@ -791,7 +803,8 @@ class Trainer:
             tested = f"best (epoch {s.best_epoch})"
         if use_ema:
             tested += " EMA"
-        test = evaluate(self.ema.module if use_ema else self.model, self.test_loader, self.info, self.amp_dtype)
+        test = evaluate(self.ema.module if use_ema else self.model, self.test_loader, self.info, self.amp_dtype,
+                        cfg.train.tta_flip)
         from papernets.bench.profile import meta_model_stats
 
         in_chans = cfg.model.in_chans or self.data.in_chans
