@@ -16,14 +16,28 @@ new = re.sub(r"<!-- models:start -->.*<!-- models:end -->",
 README.write_text(new)
 print(f"README model table: {table.count(chr(10)) - 1} models")
 
+
+
+def copy_measured(marker: str, measured: Path, extra: str) -> int:
+    """Copy the header line, the table (and the summary line under it) of ``measured`` between the README's
+    ``<!-- marker:start -->`` and ``<!-- marker:end -->``; return the number of table rows."""
+    lines = measured.read_text().splitlines()
+    table = "\n".join(line for line in lines if line.startswith("|"))
+    header = next(line for line in lines if line.startswith("Written by"))
+    summary = "".join(f"\n\n{line}" for line in lines if line.startswith("Test accuracy: mean"))
+    text = README.read_text()
+    new = re.sub(rf"<!-- {marker}:start -->.*<!-- {marker}:end -->",
+                 lambda _: f"<!-- {marker}:start -->\n{header}\n\n{table}{summary}\n{extra}<!-- {marker}:end -->",
+                 text, flags=re.S)
+    README.write_text(new)
+    return table.count("\n") - 1
+
+
+results = README.parent / "docs" / "results"
 # The measured fashion-quick table, copied from what `papernets bench --protocol fashion-quick` wrote.
-bench_md = README.parent / "docs" / "results" / "fashion-quick.md"
-bench_table = "\n".join(line for line in bench_md.read_text().splitlines() if line.startswith("|"))
-header = next(line for line in bench_md.read_text().splitlines() if line.startswith("Written by"))
-text = README.read_text()
-new = re.sub(r"<!-- bench:start -->.*<!-- bench:end -->",
-             f"<!-- bench:start -->\n{header}\n\n{bench_table}\n\n"
-             "![fashion-quick: test accuracy against GMACs](docs/results/fashion-quick_acc_vs_gmacs.png)\n"
-             "<!-- bench:end -->", text, flags=re.S)
-README.write_text(new)
-print(f"README bench table: {bench_table.count(chr(10)) - 1} rows")
+rows = copy_measured("bench", results / "fashion-quick.md",
+                     "\n![fashion-quick: test accuracy against GMACs](docs/results/fashion-quick_acc_vs_gmacs.png)\n")
+print(f"README bench table: {rows} rows")
+# The fast recipe's seeds, copied from what `python benchmarks/time_to_accuracy.py` wrote.
+rows = copy_measured("fast", results / "fashion-mnist-fast.md", "")
+print(f"README time-to-accuracy table: {rows} seeds")

@@ -200,3 +200,106 @@ def test_input_pipeline_costs_at_most_a_tenth_of_a_step_for_every_benchmark_mode
     assert {r.model for r in load_protocol("fashion-quick").rows} <= set(measured), "a benchmark model is missing"
     over = {n: v for n, v in measured.items() if v[0] > 10.0 or v[1] > 10.0}
     assert not over, f"the input pipeline costs more than 10% of a training step for {over}"
+
+
+def _time_to_accuracy_module():
+    return _benchmark_module("time_to_accuracy")
+
+
+def test_time_to_target_is_the_wall_time_of_the_first_epoch_that_reached_it():
+    tta = _time_to_accuracy_module()
+    history = [{"val_acc": 0.90, "wall_time_s": 30.0}, {"val_acc": 0.941, "wall_time_s": 61.0},
+               {"val_acc": 0.93, "wall_time_s": 90.0}, {"val_acc": 0.95, "wall_time_s": 121.0}]
+    assert tta.time_to(history, 94.0) == 61.0
+    assert tta.time_to(history, 95.0) == 121.0
+    assert tta.time_to(history, 96.0) is None
+
+
+def test_time_to_accuracy_trains_each_seed_and_writes_the_table_and_plot(tmp_path, fashion_root):
+    import json
+
+    tta = _time_to_accuracy_module()
+    out, runs = tmp_path / "fast.md", tmp_path / "runs"
+    config = Path(__file__).resolve().parents[1] / "configs" / "fashion-mnist-fast.yaml"
+    args = ["--config", str(config), "--seeds", "0", "1", "--target", "30", "--runs", str(runs), "--out", str(out),
+            "--set", "data.limit=512", "--set", "train.epochs=2", "--set", "train.batch_size=64"]
+    assert tta.main(args) == 0
+    rows = re.findall(r"^\| (\d) \| ([\d.]+) \| ([\d.]+) \| (\d+) \| ", out.read_text(), re.M)
+    assert [r[0] for r in rows] == ["0", "1"] and {r[3] for r in rows} == {"2"}
+    summaries = [json.loads((runs / f"seed{s}" / "summary.json").read_text()) for s in (0, 1)]
+    assert [float(r[1]) for r in rows] == [round(s["test_acc"] * 100, 2) for s in summaries]
+    assert [load_seed(runs / f"seed{s}") for s in (0, 1)] == [0, 1]
+    assert out.with_suffix(".png").stat().st_size > 10_000
+    # finished runs are kept: a second call trains nothing and writes the same rows
+    before = (runs / "seed0" / "summary.json").stat().st_mtime_ns
+    assert tta.main(args) == 0
+    assert (runs / "seed0" / "summary.json").stat().st_mtime_ns == before
+    assert re.findall(r"^\| (\d) \| ([\d.]+) \| ([\d.]+) \| (\d+) \| ", out.read_text(), re.M) == rows
+
+
+def load_seed(run_dir: Path) -> int:
+    import yaml
+
+    return yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["seed"]
+
+
+def test_the_fast_recipe_reached_the_target_on_every_committed_seed():
+    """docs/results/fashion-mnist-fast.md is the measurement of configs/fashion-mnist-fast.yaml: every seed's test
+    accuracy at or above 94% and the committed run records trained exactly that config."""
+    import json
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "docs" / "results" / "fashion-mnist-fast.md").read_text()
+    assert "--config configs/fashion-mnist-fast.yaml" in text and "--target 94" in text
+    rows = re.findall(r"^\| (\d+) \| ([\d.]+) \| ([\d.]+) \| (\d+) \| ", text, re.M)
+    assert len(rows) >= 3, "fewer than 3 seeds measured"
+    recipe = yaml.safe_load((repo / "configs" / "fashion-mnist-fast.yaml").read_text())
+    for seed, test_acc, _, epochs in rows:
+        assert float(test_acc) >= 94.0, f"seed {seed}: {test_acc}%"
+        run = repo / "docs" / "results" / "runs" / "fashion-mnist-fast" / f"seed{seed}"
+        summary = json.loads((run / "summary.json").read_text())
+        assert round(summary["test_acc"] * 100, 2) == float(test_acc) and summary["epochs"] == int(epochs)
+        ran = yaml.safe_load((run / "config.yaml").read_text())
+        for section, values in recipe.items():
+            for key, value in values.items():
+                if (section, key) not in (("train", "seed"), ("output", "dir"), ("output", "name")):
+                    assert ran[section][key] == value, f"seed {seed}: {section}.{key}"
+        assert ran["train"]["seed"] == int(seed)
+
+
+def _benchmark_module(name: str):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bf16_and_compile_defaults_follow_the_measurement():
+    """BF16_CPU_FAMILIES and COMPILE_CPU_FAMILIES are what benchmarks/speed_options.py's rules give on the committed
+    table (docs/results/speed_options.md), and every model family was measured."""
+    from papernets.engine.speed import BF16_CPU_FAMILIES, COMPILE_CPU_FAMILIES
+
+    so = _benchmark_module("speed_options")
+    table = (Path(__file__).resolve().parents[1] / "docs" / "results" / "speed_options.md").read_text()
+    keys = [("base",), ("bf16",), ("compile",), ("compile_s",), ("checkpointing",), ("kept_ckpt_mb", "kept_base_mb"),
+            ("accum2",), ("grad_cos",), ("loss_fp32", "loss_bf16"), ("acc_fp32", "acc_bf16")]
+    rows = []
+    for line in table.splitlines():
+        if not re.match(r"^\| \w+ \| `\w+` \|", line):
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        figures: dict[str, float] = {"channels_last": cells[2] == "on"}
+        for names, cell in zip(keys, cells[3:], strict=True):
+            if cell != "-":
+                figures.update(zip(names, (float(v) for v in cell.split(" / ")), strict=True))
+        rows.append((cells[0], cells[1].strip("`"), figures))
+    assert len(rows) >= 20, "docs/results/speed_options.md lost its table"
+    assert all("bf16" in r and "loss_bf16" in r for _, _, r in rows), "bf16 speed and fidelity are measured for all"
+    assert BF16_CPU_FAMILIES == frozenset(so.families_where(rows, so.bf16_ok))
+    assert COMPILE_CPU_FAMILIES == frozenset(so.families_where(rows, so.pays_back))
+    assert {get_entry(n).family for n in list_models()} <= {f for f, _, _ in rows}, "a model family was not measured"
