@@ -235,9 +235,13 @@ def _load_trained(checkpoint: str, device: str = "cpu"):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
     from papernets.data import TensorLoader, load_dataset
     from papernets.engine.distributed import DistInfo, resolve_device
-    from papernets.engine.trainer import evaluate
+    from papernets.engine.speed import use_channels_last
+    from papernets.engine.trainer import amp_dtype, evaluate
+    from papernets.registry import get_entry
 
     for flag, value in (("--limit", args.limit), ("--batch-size", args.batch_size)):
         if value is not None and value < 1:
@@ -257,9 +261,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "train": (data.train_x, data.train_y)}[args.split]
     if len(x) == 0:
         raise UsageError(f"the {args.split} split of {name!r} is empty.")
+    # as the run evaluated: in its memory format, under its autocast dtype, with its test-time flips
+    family = get_entry(cfg.model.name).family
+    channels_last = cfg.train.channels_last
+    if channels_last is None:
+        channels_last = use_channels_last(family, device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     loader = TensorLoader(x, y, args.batch_size, cfg.data.image_size, tuple(ckpt["data"]["mean"]),
-                          tuple(ckpt["data"]["std"]), train=False, device=device)
-    result = evaluate(model, loader, DistInfo(0, 1, 0, device), flip=cfg.train.tta_flip)
+                          tuple(ckpt["data"]["std"]), train=False, device=device, channels_last=channels_last)
+    result = evaluate(model, loader, DistInfo(0, 1, 0, device), amp_dtype(cfg.train.amp, device, family),
+                      flip=cfg.train.tta_flip)
     out = {"checkpoint": ckpt["path"], "model": cfg.model.name, "dataset": name, "split": args.split,
            "images": int(result["images"]), "top1": result["acc"], "top5": result["top5"], "loss": result["loss"]}
     if args.json:

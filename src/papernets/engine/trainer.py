@@ -55,7 +55,7 @@ from papernets.registry import ModelConfigError, ModelEntry, create_model, get_e
 __all__ = [
     "Trainer", "TrainingDiverged", "TrainingInterrupted", "METRIC_COLUMNS", "TIMING_COLUMNS", "EMA_COLUMNS",
     "PROGRESSIVE_COLUMNS",
-    "Stage", "evaluate", "build_model", "progressive_plan", "training_loss", "training_step",
+    "Stage", "amp_dtype", "evaluate", "build_model", "progressive_plan", "training_loss", "training_step",
 ]
 
 METRIC_COLUMNS = [
@@ -333,7 +333,8 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abs
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _amp_dtype(mode: str, device: torch.device, family: str = "") -> torch.dtype | None:
+def amp_dtype(mode: str, device: torch.device, family: str = "") -> torch.dtype | None:
+    """The autocast dtype of ``train.amp`` on ``device`` for a model family (None: fp32)."""
     if mode == "off":
         return None
     if mode == "auto":
@@ -394,7 +395,7 @@ class Trainer:
             raise ConfigError(SYNC_BN_CPU)
 
         self.entry = get_entry(cfg.model.name)
-        self.amp_dtype = _amp_dtype(cfg.train.amp, self.device, self.entry.family)
+        self.amp_dtype = amp_dtype(cfg.train.amp, self.device, self.entry.family)
         self.plan: list[Stage] = []
         if cfg.train.progressive:  # a model that cannot take it fails here, before the data is loaded
             progressive_plan(cfg, self.entry)
