@@ -104,10 +104,15 @@ def plot(results: list[dict[str, Any]], target: float, title: str, path: Path) -
         if zoom:
             tops = [row["val_acc"] * 100 for r in results for row in r["history"]] + [r["test_acc"] for r in results]
             ax.set_ylim(target - 3, max(max(tops), target) + 0.5)
+            near = [row["wall_time_s"] / 60 for r in results for row in r["history"]
+                    if row["val_acc"] * 100 >= target - 3]
+            ends = [r["wall_time_s"] / 60 for r in results]
+            if near:
+                ax.set_xlim(min(near) - 0.5, max(ends) + 0.5)
             ax.set_title("the last epochs")
         else:
             ax.set_ylim(0, 100)
-            ax.set_title(title)
+            ax.set_title(title, fontsize=10)
         ax.set_xlabel("wall time (minutes)")
         ax.set_ylabel("validation accuracy (%)  (star: final test accuracy)")
         ax.grid(alpha=0.3)
