@@ -54,8 +54,8 @@ from papernets.registry import ModelConfigError, ModelEntry, create_model, get_e
 
 __all__ = [
     "Trainer", "TrainingDiverged", "TrainingInterrupted", "METRIC_COLUMNS", "TIMING_COLUMNS", "EMA_COLUMNS",
-    "PROGRESSIVE_COLUMNS",
-    "Stage", "amp_dtype", "evaluate", "build_model", "progressive_plan", "training_loss", "training_step",
+    "PROGRESSIVE_COLUMNS", "Stage", "amp_dtype", "evaluate", "build_model", "progressive_plan", "training_loss",
+    "training_step",
 ]
 
 METRIC_COLUMNS = [
