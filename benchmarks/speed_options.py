@@ -232,10 +232,12 @@ def write_table(rows: Rows, args: argparse.Namespace, command: str) -> None:
     compile_measured = any("compile" in r for _, _, r in rows)
     lines += [
         "",
-        f"bf16 autocast by default on the CPU (every measured model of the family at least {FASTER:.2f}x, its final "
+        "Families that qualify for bf16 autocast by default on the CPU (every measured model of the family at least "
+        f"{FASTER:.2f}x, its final "
         f"loss within {LOSS_GAP:.0%} of fp32's and its accuracy at most {ACC_GAP:g} points below): "
         f"{', '.join(bf16) or 'none'}.",
-        f"torch.compile by default on the CPU (every measured model of the family at least {FASTER:.2f}x and its "
+        "Families that qualify for torch.compile by default on the CPU (every measured model of the family at least "
+        f"{FASTER:.2f}x and its "
         f"compile time paid back within one epoch of {EPOCH_IMAGES:,} images): "
         + (f"{', '.join(compiled) or 'none'}." if compile_measured else "not measured in this run."),
     ]
