@@ -2,6 +2,7 @@
 activation checkpointing and gradient accumulation, against the trainer's default step.
 
     python benchmarks/speed_options.py [--image-size 28] [--in-chans 1] [--batch-size 128] [--rounds 3] [--out FILE.md]
+                                       [--variants base bf16 ...] [--models NAME ...] [--resume]
 
 This is the measurement behind the per-family defaults in ``papernets.engine.speed`` (``BF16_CPU_FAMILIES``,
 ``COMPILE_CPU_FAMILIES``). Every variant of a model starts from the same weights and trains on the same batch in
@@ -11,7 +12,7 @@ and each figure is the median over the rounds. Columns:
 - base: img/s of the default step (fp32, forward, backward, SGD step);
 - bf16: ``torch.autocast("cpu", torch.bfloat16)`` around forward and loss, speed-up over base;
 - compile: ``torch.compile`` of the model (default inductor backend), steady-state speed-up over base, and the
-  one-off compile time (first compiled step minus a base step);
+  one-off compile time (first compiled step minus a base step), with inductor's caches off, as on a first run;
 - checkpointing: ``train.activation_checkpointing``, speed-up over base (below 1: the recomputation's cost) and
   the activations kept for the backward pass, against base's;
 - accum 2: the same batch as 2 micro-batches (``train.accum_steps=2``), speed-up over base.
@@ -33,7 +34,9 @@ initialization says little about where training ends up. A family gets compile (
 default when compile is at least 10% faster and its compile time is paid back within one epoch of Fashion-MNIST
 (54,000 images). Checkpointing and accumulation only ever cost time; they are memory
 options (the benchmark turns them on when a model does not fit), off by default. The table is rewritten after
-every model, so an interrupted run keeps what it measured.
+every model, so an interrupted run keeps what it measured, and ``--resume`` completes it: the rows of ``--out``
+are kept, and only the models and variants they lack are measured (each speed-up against a default step timed in
+the same process, so ratios from different runs stay comparable).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import argparse
 import contextlib
 import copy
 import platform
+import re
 import shlex
 import statistics
 import sys
@@ -50,6 +54,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch._inductor.config
 import torch.nn.functional as F
 
 import papernets
@@ -195,6 +200,28 @@ def pays_back(row: dict[str, float]) -> bool:
 
 Rows = list[tuple[str, str, dict[str, float]]]  # (family, model, figures)
 
+# The table's figure columns after family, model and channels_last, and the row keys each holds ("a / b": two).
+COLUMNS = [("base",), ("bf16",), ("compile",), ("compile_s",), ("checkpointing",), ("kept_ckpt_mb", "kept_base_mb"),
+           ("accum2",), ("grad_cos",), ("loss_fp32", "loss_bf16"), ("acc_fp32", "acc_bf16")]
+
+
+def read_table(text: str) -> tuple[Rows, list[str]]:
+    """The rows of a table this script wrote (figures as printed, "-" cells left out) and the commands that wrote
+    it."""
+    rows: Rows = []
+    for line in text.splitlines():
+        if not re.match(r"^\| \w+ \| `\w+` \|", line):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        figures: dict[str, float] = {"channels_last": cells[2] == "on"}
+        for names, cell in zip(COLUMNS, cells[3:], strict=True):
+            if cell != "-":
+                figures.update(zip(names, (float(v) for v in cell.split(" / ")), strict=True))
+        rows.append((cells[0], cells[1].strip("`"), figures))
+    written = re.search(r"^Written by (.*?) on \S+ \(", text, re.M)
+    commands = re.findall(r"`([^`]+)`", written.group(1)) if written else []
+    return rows, commands
+
 
 def families_where(rows: Rows, rule: Callable[[dict[str, float]], bool]) -> list[str]:
     """The families all of whose measured models satisfy ``rule``."""
@@ -202,15 +229,16 @@ def families_where(rows: Rows, rule: Callable[[dict[str, float]], bool]) -> list
     return sorted(f for f in families if all(rule(r) for g, _, r in rows if g == f))
 
 
-def write_table(rows: Rows, args: argparse.Namespace, command: str) -> None:
+def write_table(rows: Rows, args: argparse.Namespace, commands: list[str]) -> None:
     bf16, compiled = families_where(rows, bf16_ok), families_where(rows, pays_back)
     lines = [
         f"# Speed options, training step at batch {args.batch_size}, {args.in_chans}x{args.image_size}x"
         f"{args.image_size}, small-image forms",
         "",
-        f"Written by `{command}` on {platform.machine()} ({torch.get_num_threads()} threads), torch "
+        "Written by " + ", then ".join(f"`{c}`" for c in commands) + f" on {platform.machine()} ({torch.get_num_threads()} threads), torch "
         f"{torch.__version__}: img/s of the default step, and each option's speed-up over it (above 1: faster), "
-        f"median of {args.rounds} alternating rounds in one process. Compile time: the first compiled step minus a "
+        f"median of {args.rounds} alternating rounds in one process (a speed-up is always against the default step "
+        "timed in the same process; `--resume` measures only what the table lacks). Compile time: the first compiled step minus a "
         "default step. Kept: activations autograd keeps for the backward pass, with checkpointing and without. "
         f"bf16 fidelity: {args.fidelity_steps} Adam steps at batch {args.fidelity_batch} on Fashion-MNIST from the "
         "same weights in fp32 and bf16: the first gradients' cosine, the mean loss of the last 10 steps, the "
@@ -246,6 +274,8 @@ def write_table(rows: Rows, args: argparse.Namespace, command: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Compile time as a user's first run pays it: no FX graph or kernel caches from earlier runs on this machine.
+    torch._inductor.config.force_disable_caches = True
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=28)
     parser.add_argument("--in-chans", type=int, default=1)
@@ -257,26 +287,46 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
                         help="the steps to time (base always)")
     parser.add_argument("--out")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows of --out and measure only the models and variants they lack")
     args = parser.parse_args(argv)
     command = "python benchmarks/speed_options.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    if args.resume and not (args.out and Path(args.out).is_file()):
+        parser.error(f"--resume needs an existing --out table, got {args.out!r}")
+    kept: dict[str, dict[str, float]] = {}
+    commands = [command]
+    if args.resume:
+        old_rows, old_commands = read_table(Path(args.out).read_text())
+        kept = {n: r for _, n, r in old_rows}
+        commands = [*old_commands, command]
+        args.models = [*[n for _, n, _ in old_rows], *[n for n in args.models if n not in kept]]
     data = None
     if args.fidelity_steps:
         from papernets.data import load_dataset
 
         data = load_dataset("fashion-mnist", image_size=args.image_size)
-    rows = []
+    rows: Rows = [(get_entry(n).family, n, r) for n, r in kept.items()]  # rewritten in place as they complete
     for name in args.models:
         family = get_entry(name).family
-        r = measure(name, args.image_size, args.in_chans, args.batch_size, args.rounds, tuple(args.variants))
-        if data is not None:
+        r = dict(kept.get(name, {}))
+        missing = tuple(v for v in args.variants if v not in r)
+        if missing:
+            fresh = measure(name, args.image_size, args.in_chans, args.batch_size, args.rounds, missing)
+            if "base" in r:  # a kept row keeps its base img/s; each ratio is against its own process's base
+                del fresh["base"]
+            r.update(fresh)
+        if data is not None and "grad_cos" not in r:
             r.update(bf16_fidelity(name, data, args.image_size, args.fidelity_batch, args.fidelity_steps))
-        rows.append((family, name, r))
+        if name in kept:
+            rows[[n for _, n, _ in rows].index(name)] = (family, name, r)
+        else:
+            rows.append((family, name, r))
         fid = (f"  grad cos {r['grad_cos']:.4f}  loss {r['loss_fp32']:.3f}/{r['loss_bf16']:.3f}  acc "
                f"{r['acc_fp32']:.1f}/{r['acc_bf16']:.1f}") if "grad_cos" in r else ""
         speedups = "  ".join(f"{v} x{r[v]:.2f}" for v in VARIANTS if v in r and v != "base")
         print(f"{family:16s} {name:20s} base {r['base']:8.1f} img/s  {speedups}{fid}", flush=True)
         if args.out:
-            write_table(rows, args, command)
+            write_table(rows, args, commands)
     print(f"bf16 by default: {', '.join(families_where(rows, bf16_ok)) or 'none'}")
     print(f"compile by default: {', '.join(families_where(rows, pays_back)) or 'none'}")
 

@@ -351,8 +351,9 @@ def _metrics(run_dir: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
 
 
-def describe_config(cfg: Config, recipe: str | None = None) -> str:
-    """A short line: optimizer, learning rate, schedule, batch (with accumulation), regularization that is on."""
+def describe_config(cfg: Config, recipe: str | None = None, amp: str = "off", compiled: bool = False) -> str:
+    """A short line: optimizer, learning rate, schedule, batch (with accumulation), regularization that is on, and
+    the speed options that change the arithmetic (``amp``: the autocast dtype the run used, "off" for fp32)."""
     o, s, t = cfg.optim, cfg.schedule, cfg.train
     parts = [f"{o.name} lr {o.lr:.3g}" + (f" wd {o.weight_decay:g}" if o.weight_decay else "")
              + (" + " + ("ASAM" if o.sam_adaptive else "SAM") if o.sam else "")]
@@ -366,6 +367,9 @@ def describe_config(cfg: Config, recipe: str | None = None) -> str:
                                     ("activation checkpointing", t.activation_checkpointing)) if on]
     if extras:
         parts.append(", ".join(extras))
+    speed = ([f"{amp} autocast"] if amp != "off" else []) + (["compiled"] if compiled else [])
+    if speed:
+        parts.append(", ".join(speed))
     if recipe:
         parts.append("paper recipe")
     return "; ".join(parts)
@@ -413,7 +417,8 @@ def bench_row(protocol: Protocol, row: Row, out: Path, overrides: list[str], log
             train_img_per_s=statistics.median(r["train_img_per_s"] for r in history) if history else None,
             wall_time_s=summary["wall_time_s"], epochs=summary["epochs"], batch_size=used.train.batch_size,
             accum_steps=used.train.accum_steps, micro_batch=used.train.batch_size // used.train.accum_steps,
-            device=summary["device"], configuration=describe_config(used, recipe), schedule=used.schedule.name,
+            device=summary["device"], schedule=used.schedule.name,
+            configuration=describe_config(used, recipe, summary.get("amp", "off"), summary.get("compile", False)),
             dataset=summary["dataset"], curves=[{k: r.get(k) for k in ("epoch", "train_acc", "val_acc")}
                                                 for r in history],
         )

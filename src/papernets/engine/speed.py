@@ -57,10 +57,18 @@ def use_bf16(family: str, device: torch.device) -> bool:
     return device.type == "cpu" and family in BF16_CPU_FAMILIES and cpu_supports_bf16()
 
 
-def use_compile(family: str, device: torch.device) -> bool:
-    """Whether an unset ``train.compile`` compiles a family's training step on ``device``. On CUDA nothing was
-    measured (no GPU was at hand), so it stays off there until a measurement says otherwise."""
-    return device.type == "cpu" and family in COMPILE_CPU_FAMILIES
+# The rule's premise: compile time is paid back within one epoch of this many images (Fashion-MNIST's training split).
+COMPILE_MIN_IMAGES = 54_000
+
+
+def use_compile(family: str, device: torch.device, train_images: int = COMPILE_MIN_IMAGES,
+                fixed_shapes: bool = True) -> bool:
+    """Whether an unset ``train.compile`` compiles a family's training step on ``device``: a family of
+    ``COMPILE_CPU_FAMILIES``, in a run that trains at least ``COMPILE_MIN_IMAGES`` images in all (where the
+    measurement says the compile time is paid back) at one input size (progressive learning's stages would each
+    compile again). On CUDA nothing was measured (no GPU was at hand), so it stays off there."""
+    return (device.type == "cpu" and family in COMPILE_CPU_FAMILIES and train_images >= COMPILE_MIN_IMAGES
+            and fixed_shapes)
 
 
 # ------------------------------------------------------------------------------------ activation checkpointing

@@ -427,7 +427,8 @@ class Trainer:
                               "set it to false.")
         self.compiled = cfg.train.compile
         if self.compiled is None:
-            self.compiled = use_compile(self.entry.family, self.device)
+            self.compiled = use_compile(self.entry.family, self.device, len(self.data.train_y) * cfg.train.epochs,
+                                        fixed_shapes=not cfg.train.progressive)
         if self.compiled:
             self.net = torch.compile(self.net)  # the training passes; evaluation and checkpoints use self.model
         torch.manual_seed(cfg.train.seed + 1000 * self.info.rank)  # dropout etc. differ per process
