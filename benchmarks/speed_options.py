@@ -32,7 +32,9 @@ within 10% of fp32's and its validation accuracy at most 3 points below fp32's (
 on 1,000 images is up to 1.6 points). The first gradient's cosine is shown but not part of the rule: one batch at
 initialization says little about where training ends up. A family gets compile (``train.compile`` unset) by
 default when compile is at least 10% faster and its compile time is paid back within one epoch of Fashion-MNIST
-(54,000 images). Checkpointing and accumulation only ever cost time; they are memory
+(54,000 images), unless the family trains in bf16 by default (compile is timed on the fp32 step only). Checkpointing
+trades time for memory. Accumulation is faster for some families (smaller micro-batches), but it changes what batch
+norm normalizes over (each micro-batch's statistics) and so the training itself: both are memory
 options (the benchmark turns them on when a model does not fit), off by default. The table is rewritten after
 every model, so an interrupted run keeps what it measured, and ``--resume`` completes it: the rows of ``--out``
 are kept, and only the models and variants they lack are measured (each speed-up against a default step timed in
@@ -214,6 +216,8 @@ def read_table(text: str) -> tuple[Rows, list[str]]:
             continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         figures: dict[str, float] = {"channels_last": cells[2] == "on"}
+        if len(cells) == 4 + len(COLUMNS):  # the CPU column (tables written before it lack it)
+            figures["cpu"] = cells.pop()
         for names, cell in zip(COLUMNS, cells[3:], strict=True):
             if cell != "-":
                 figures.update(zip(names, (float(v) for v in cell.split(" / ")), strict=True))
@@ -223,14 +227,33 @@ def read_table(text: str) -> tuple[Rows, list[str]]:
     return rows, commands
 
 
+def cpu_label() -> str:
+    """This machine's CPU model and the bf16 instructions oneDNN can use on it (bf16's speed-up depends on them)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
+    flags = set((re.search(r"^flags\s*:\s*(.+)$", info, re.M) or re.match("()", "")).group(1).split())
+    isa = "AMX" if "amx_bf16" in flags else "AVX-512 BF16" if "avx512_bf16" in flags else "no bf16 instructions"
+    return f"{name.group(1).strip() if name else platform.machine()} ({isa})"
+
+
 def families_where(rows: Rows, rule: Callable[[dict[str, float]], bool]) -> list[str]:
     """The families all of whose measured models satisfy ``rule``."""
     families = {f for f, _, _ in rows}
     return sorted(f for f in families if all(rule(r) for g, _, r in rows if g == f))
 
 
+def compile_families(rows: Rows) -> list[str]:
+    """The families compiled by default: compile pays back on the fp32 step, and the family is not one that trains
+    in bf16 by default (compile's gain on a bf16 step is not measured here)."""
+    bf16 = set(families_where(rows, bf16_ok))
+    return [f for f in families_where(rows, pays_back) if f not in bf16]
+
+
 def write_table(rows: Rows, args: argparse.Namespace, commands: list[str]) -> None:
-    bf16, compiled = families_where(rows, bf16_ok), families_where(rows, pays_back)
+    bf16, compiled = families_where(rows, bf16_ok), compile_families(rows)
     lines = [
         f"# Speed options, training step at batch {args.batch_size}, {args.in_chans}x{args.image_size}x"
         f"{args.image_size}, small-image forms",
@@ -238,15 +261,16 @@ def write_table(rows: Rows, args: argparse.Namespace, commands: list[str]) -> No
         "Written by " + ", then ".join(f"`{c}`" for c in commands) + f" on {platform.machine()} ({torch.get_num_threads()} threads), torch "
         f"{torch.__version__}: img/s of the default step, and each option's speed-up over it (above 1: faster), "
         f"median of {args.rounds} alternating rounds in one process (a speed-up is always against the default step "
-        "timed in the same process; `--resume` measures only what the table lacks). Compile time: the first compiled step minus a "
+        "timed in the same process; `--resume` measures only what the table lacks; CPU: the machine a row was timed "
+        "on, \"not recorded\" for rows timed before the table named it). Compile time: the first compiled step minus a "
         "default step. Kept: activations autograd keeps for the backward pass, with checkpointing and without. "
         f"bf16 fidelity: {args.fidelity_steps} Adam steps at batch {args.fidelity_batch} on Fashion-MNIST from the "
         "same weights in fp32 and bf16: the first gradients' cosine, the mean loss of the last 10 steps, the "
         "accuracy on 1,000 validation images after them (see the script's docstring).",
         "",
         "| family | model | channels_last | base img/s | bf16 | compile | compile time s | checkpointing "
-        "| kept MB (checkpointing / base) | accum 2 | bf16 grad cos | loss fp32 / bf16 | val acc fp32 / bf16 |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| kept MB (checkpointing / base) | accum 2 | bf16 grad cos | loss fp32 / bf16 | val acc fp32 / bf16 | CPU |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     def cell(r: dict[str, float], *keys: str, fmt: str = ".2f") -> str:  # "-": not measured in this run
         return " / ".join(format(r[k], fmt) for k in keys) if all(k in r for k in keys) else "-"
@@ -255,7 +279,8 @@ def write_table(rows: Rows, args: argparse.Namespace, commands: list[str]) -> No
         cells = [f, f"`{n}`", "on" if r["channels_last"] else "off", cell(r, "base", fmt=".1f"), cell(r, "bf16"),
                  cell(r, "compile"), cell(r, "compile_s", fmt=".0f"), cell(r, "checkpointing"),
                  cell(r, "kept_ckpt_mb", "kept_base_mb", fmt=".1f"), cell(r, "accum2"), cell(r, "grad_cos", fmt=".4f"),
-                 cell(r, "loss_fp32", "loss_bf16", fmt=".3f"), cell(r, "acc_fp32", "acc_bf16", fmt=".1f")]
+                 cell(r, "loss_fp32", "loss_bf16", fmt=".3f"), cell(r, "acc_fp32", "acc_bf16", fmt=".1f"),
+                 r.get("cpu", "not recorded")]
         lines.append("| " + " | ".join(cells) + " |")
     compile_measured = any("compile" in r for _, _, r in rows)
     lines += [
@@ -265,8 +290,8 @@ def write_table(rows: Rows, args: argparse.Namespace, commands: list[str]) -> No
         f"loss within {LOSS_GAP:.0%} of fp32's and its accuracy at most {ACC_GAP:g} points below): "
         f"{', '.join(bf16) or 'none'}.",
         "Families that qualify for torch.compile by default on the CPU (every measured model of the family at least "
-        f"{FASTER:.2f}x and its "
-        f"compile time paid back within one epoch of {EPOCH_IMAGES:,} images): "
+        f"{FASTER:.2f}x and its compile time paid back within one epoch of {EPOCH_IMAGES:,} images, and not a bf16 "
+        f"family: compile was timed on the fp32 step): "
         + (f"{', '.join(compiled) or 'none'}." if compile_measured else "not measured in this run."),
     ]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -298,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.resume:
         old_rows, old_commands = read_table(Path(args.out).read_text())
         kept = {n: r for _, n, r in old_rows}
-        commands = [*old_commands, command]
+        commands = old_commands  # this command joins them once it measures something
         args.models = [*[n for _, n, _ in old_rows], *[n for n in args.models if n not in kept]]
     data = None
     if args.fidelity_steps:
@@ -310,11 +335,18 @@ def main(argv: list[str] | None = None) -> None:
         family = get_entry(name).family
         r = dict(kept.get(name, {}))
         missing = tuple(v for v in args.variants if v not in r)
+        if (missing or (data is not None and "grad_cos" not in r)) and command not in commands:
+            commands = [*commands, command]
         if missing:
             fresh = measure(name, args.image_size, args.in_chans, args.batch_size, args.rounds, missing)
             if "base" in r:  # a kept row keeps its base img/s; each ratio is against its own process's base
                 del fresh["base"]
             r.update(fresh)
+            here = cpu_label()
+            if name not in kept:
+                r["cpu"] = here
+            elif r.get("cpu") != here:  # a kept row completed on another machine says which figures came from where
+                r["cpu"] = f"{r.get('cpu', 'not recorded')}; {', '.join(missing)} on {here}"
         if data is not None and "grad_cos" not in r:
             r.update(bf16_fidelity(name, data, args.image_size, args.fidelity_batch, args.fidelity_steps))
         if name in kept:
@@ -327,8 +359,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{family:16s} {name:20s} base {r['base']:8.1f} img/s  {speedups}{fid}", flush=True)
         if args.out:
             write_table(rows, args, commands)
+    if args.out and args.resume:  # a resume that measured nothing still rewrites the table with the current rules
+        write_table(rows, args, commands)
     print(f"bf16 by default: {', '.join(families_where(rows, bf16_ok)) or 'none'}")
-    print(f"compile by default: {', '.join(families_where(rows, pays_back)) or 'none'}")
+    print(f"compile by default: {', '.join(compile_families(rows)) or 'none'}")
 
 
 if __name__ == "__main__":
