@@ -1,11 +1,17 @@
 """Where our model and its reference implementation spend a training step or an inference, operator by operator.
 
     python benchmarks/compare_profile.py MODEL [--image-size 64] [--batch-size 32] [--steps 3] [--kind train|infer]
+    python benchmarks/compare_profile.py MODEL --noise [--rounds 5] [--min-time 1.0]
 
 The two models are built exactly as ``python -m papernets.bench.compare`` builds them (same settings, the memory
 format the trainer picks for the family), profiled with ``torch.profiler`` over ``--steps`` steps after a warm-up,
 and the aten operators are listed side by side: calls per step and self CPU milliseconds per step, the largest
 differences first. This is how the causes of the ratios below 1.0 in docs/results/speed.md were found.
+
+``--noise`` measures what a ratio means on this machine: it times two copies of our model against each other,
+and two copies of the reference, exactly as the comparison times ours against the reference (alternating rounds,
+``--rounds``, at least ``--min-time`` seconds per round), and prints each pair's per-round ratios. Identical
+models should give 1.0; how far their rounds stray is the machine's noise for that model.
 """
 
 from __future__ import annotations
@@ -16,7 +22,13 @@ from collections import defaultdict
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from papernets.bench.compare import FIXED_SIZE_FAMILIES, IMAGENET_FORM_MIN_SIZE, _infer_step, _train_step
+from papernets.bench.compare import (
+    FIXED_SIZE_FAMILIES,
+    IMAGENET_FORM_MIN_SIZE,
+    _infer_step,
+    _interleaved,
+    _train_step,
+)
 from papernets.engine.speed import use_channels_last
 from papernets.pretrained import reference_model
 from papernets.registry import create_model, get_entry
@@ -61,6 +73,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--kind", choices=["train", "infer"], default="train")
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--noise", action="store_true", help="time identical copies against each other instead")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--min-time", type=float, default=1.0)
     args = parser.parse_args(argv)
     size = max(args.image_size, IMAGENET_FORM_MIN_SIZE.get(get_entry(args.model).family, 0))
     ours, ref, cl, ref_name = build(args.model, size, args.library)
@@ -68,6 +83,14 @@ def main(argv: list[str] | None = None) -> None:
     x = x.contiguous(memory_format=torch.channels_last) if cl else x
     y = torch.randint(0, 10, (args.batch_size,))
     make = (lambda m: _train_step(m, x, y)) if args.kind == "train" else (lambda m: _infer_step(m, x))
+    if args.noise:
+        ours2, ref2, _, _ = build(args.model, size, args.library)
+        for label, m1, m2 in (("ours / ours", ours, ours2), ("ref / ref", ref, ref2)):
+            rates = _interleaved([make(m1), make(m2)], args.rounds, 1, args.batch_size, args.min_time)
+            ratios = [r1 / r2 for r1, r2 in zip(*rates, strict=True)]
+            print(f"{args.model} {args.kind} {label}: median {sorted(ratios)[len(ratios) // 2]:.2f}, rounds "
+                  f"{min(ratios):.2f}-{max(ratios):.2f} ({' '.join(f'{r:.2f}' for r in ratios)})", flush=True)
+        return
     a, b = op_table(make(ours), args.steps), op_table(make(ref), args.steps)
     total_a, total_b = sum(v[1] for v in a.values()), sum(v[1] for v in b.values())
     print(f"{args.model} vs {ref_name}, {args.kind}, {size} px, batch {args.batch_size}, "

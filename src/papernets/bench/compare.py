@@ -156,7 +156,7 @@ def below_one(r: SpeedResult, kind: str, notes: dict[str, dict[str, str]]) -> st
     ratio, rounds = (r.train_ratio, r.train_ratios) if kind == "train" else (r.infer_ratio, r.infer_ratios)
     if round(ratio, 2) >= 1.0:
         return ""
-    if rounds and max(rounds) >= 1.0:
+    if rounds and round(max(rounds), 2) >= 1.0:  # as printed, so a table read back judges the same
         return f"{kind}: inconsistent (rounds {_spread(rounds)})"
     note = notes.get(r.model, {}).get(kind)
     return f"{kind}: {note}" if note else f"{kind}: **not explained**"
@@ -181,8 +181,8 @@ def _spread(rounds: tuple[float, ...]) -> str:
     return f"{min(rounds):.2f}-{max(rounds):.2f}" if rounds else "-"
 
 
-def read_markdown(text: str) -> tuple[list[SpeedResult], str, str]:
-    """The results, title and timing command of a table ``to_markdown`` wrote (a round's range as its two ends)."""
+def read_markdown(text: str) -> tuple[list[SpeedResult], str, list[str]]:
+    """The results, title and timing commands of a table ``to_markdown`` wrote (a round's range as its two ends)."""
     def spread(cell: str) -> tuple[float, ...]:
         return tuple(float(v) for v in cell.split("-")) if cell != "-" else ()
 
@@ -195,20 +195,24 @@ def read_markdown(text: str) -> tuple[list[SpeedResult], str, str]:
         results.append(SpeedResult(c[0].strip("`"), library, reference.strip("`"), int(c[2]), int(c[3]), c[4] == "on",
                                    float(c[5]), float(c[6]), float(c[9]), float(c[10]), spread(c[8]), spread(c[12])))
     title = text.splitlines()[0].removeprefix("# ")
-    command = re.search(r"^Written by `([^`]+)`", text, re.M).group(1)
-    return results, title, command
+    written = re.search(r"^Written by (.*)$", text, re.M)
+    timing = written.group(1).split("; causes added by ")[0].split("` (")[0] + "`" if written else ""
+    return results, title, re.findall(r"`([^`]+)`", timing)
 
 
-def to_markdown(results: list[SpeedResult], title: str, command: str = "python -m papernets.bench.compare",
+def to_markdown(results: list[SpeedResult], title: str, command: str | list[str] = "python -m papernets.bench.compare",
                 notes: dict[str, dict[str, str]] | None = None, notes_command: str = "") -> str:
+    commands = [command] if isinstance(command, str) else command
     lines = [
         f"# {title}",
         "",
-        f"Written by `{command}`" + (f"; causes added by `{notes_command}`" if notes_command else "")
+        "Written by " + ", then ".join(f"`{c}`" for c in commands)
+        + (f"; causes added by `{notes_command}`" if notes_command else "")
         + f" ({platform.machine()}, {torch.get_num_threads()} threads, torch "
         f"{torch.__version__}). img/s of a training step (forward, backward, SGD) and of "
         "inference; ratio = ours / reference (above 1: ours is faster). Both models in one process, timed in "
         "alternating rounds, median of the rounds; rounds: the lowest and highest ratio of a single round. "
+        "A later command re-times only the models it names (`--merge`) and replaces their rows. "
         "Below 1.0: why a ratio is below 1.0, either inconsistent (ours ahead in some rounds: the difference is "
         "within the machine's noise) or the cause found by profiling both models.",
         "",
@@ -245,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--notes", help="YAML file of causes for ratios below 1.0: MODEL: {train: TEXT, infer: TEXT}")
     parser.add_argument("--rewrite", action="store_true",
                         help="no timing: rewrite --out from the figures it holds with the current --notes")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of --out and replace (or add) only those of the models timed now")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -261,11 +267,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.models:
         parser.error("give at least one model name or pattern (or --rewrite)")
+    commands, results = [command], []
+    if args.merge:
+        if not (args.out and Path(args.out).is_file()):
+            parser.error(f"--merge needs an existing --out table, got {args.out!r}")
+        results, old_title, old_commands = read_markdown(Path(args.out).read_text())
+        commands, args.title = [*old_commands, command], old_title
     names: list[str] = []
     for pattern in args.models:
         found = list_models(pattern) if any(c in pattern for c in "*?[") else [get_entry(pattern).name]
         names += [n for n in found if get_entry(n).pretrained and n not in names]
-    results = []
     for i, name in enumerate(names, 1):
         family = get_entry(name).family
         if args.channels_last == "auto":
@@ -276,14 +287,18 @@ def main(argv: list[str] | None = None) -> int:
         for cl in modes:
             r = compare_speed(name, args.library, size, args.batch_size, cl, args.rounds, args.steps,
                               min_time=args.min_time)
-            results.append(r)
+            same = [j for j, o in enumerate(results) if (o.model, o.channels_last) == (name, cl)]
+            if same:  # --merge: the new figures take the old row's place
+                results[same[0]] = r
+            else:
+                results.append(r)
             print(f"[{i}/{len(names)}] {name:24s} cl={'on ' if cl else 'off'} "
                   f"train {r.ours_train:8.1f} vs {r.ref_train:8.1f} ({r.train_ratio:.2f})  "
                   f"infer {r.ours_infer:8.1f} vs {r.ref_infer:8.1f} ({r.infer_ratio:.2f})",
                   flush=True)
             if args.out:  # rewritten after every model, so a stopped run keeps what it measured
                 Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.out).write_text(to_markdown(results, args.title, command, notes))
+                Path(args.out).write_text(to_markdown(results, args.title, commands, notes))
     return 0
 
 
