@@ -258,7 +258,8 @@ def write_table(rows: Rows, args: argparse.Namespace, commands: list[str]) -> No
         f"# Speed options, training step at batch {args.batch_size}, {args.in_chans}x{args.image_size}x"
         f"{args.image_size}, small-image forms",
         "",
-        "Written by " + ", then ".join(f"`{c}`" for c in commands) + f" on {platform.machine()} ({torch.get_num_threads()} threads), torch "
+        "Written by " + ", then ".join(f"`{c}`" for c in commands)
+        + f" on {platform.machine()} ({torch.get_num_threads()} threads), torch "
         f"{torch.__version__}: img/s of the default step, and each option's speed-up over it (above 1: faster), "
         f"median of {args.rounds} alternating rounds in one process (a speed-up is always against the default step "
         "timed in the same process; `--resume` measures only what the table lacks; CPU: the machine a row was timed "
