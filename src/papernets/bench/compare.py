@@ -213,8 +213,9 @@ def to_markdown(results: list[SpeedResult], title: str, command: str | list[str]
         "inference; ratio = ours / reference (above 1: ours is faster). Both models in one process, timed in "
         "alternating rounds, median of the rounds; rounds: the lowest and highest ratio of a single round. "
         "A later command re-times only the models it names (`--merge`) and replaces their rows. "
-        "Below 1.0: why a ratio is below 1.0, either inconsistent (ours ahead in some rounds: the difference is "
-        "within the machine's noise) or the cause found by profiling both models.",
+        "Below 1.0: why a ratio is below 1.0, either inconsistent (in at least one round ours is level with the "
+        "reference or ahead, at two decimals: the difference is within the machine's noise) or the cause found by "
+        "profiling both models.",
         "",
         "| model | reference | size | batch | channels_last | train ours | train ref | train ratio | train rounds "
         "| infer ours | infer ref | infer ratio | infer rounds | below 1.0 |",
