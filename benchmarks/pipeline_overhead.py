@@ -18,7 +18,6 @@ a larger share.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import torch
 import papernets
 from papernets.bench.runner import load_protocol
 from papernets.data import TensorLoader, load_dataset
-from papernets.engine.speed import use_bf16, use_channels_last
+from papernets.engine.speed import cpu_label, use_bf16, use_channels_last
 from papernets.registry import get_entry
 
 LIMIT = 0.10  # the pipeline may cost at most this share of a training step
@@ -111,10 +110,9 @@ def main() -> None:
             "",
             f"Written by `python benchmarks/pipeline_overhead.py --image-size {args.image_size} --batch-size "
             f"{args.batch_size} --steps {args.steps}{' --amp auto' if args.amp == 'auto' else ''} --out {args.out}` "
-            f"on {platform.machine()} "
-            f"({torch.get_num_threads()} threads), torch {torch.__version__}. Pure: training steps on one ready "
-            "tensor; end to end: training steps on the real loader's batches; loader: the loader alone; the three "
-            "alternate step by step. Cost: 1 - pure time / end-to-end time (negative: within the noise). "
+            f"on {cpu_label()}, {torch.get_num_threads()} threads, torch {torch.__version__}. Pure: training steps "
+            "on one ready tensor; end to end: training steps on the real loader's batches; loader: the loader alone; "
+            "the three alternate step by step. Cost: 1 - pure time / end-to-end time (negative: within the noise). "
             "Precision: the "
             + ("trainer's default (`train.amp: auto`: bf16 autocast for the families in `BF16_CPU_FAMILIES` on a CPU "
                "with bf16 instructions)." if args.amp == "auto" else "fp32 (as the fashion-quick benchmark trains)."),

@@ -61,7 +61,12 @@ import torch.nn.functional as F
 
 import papernets
 from papernets.engine.speed import FAMILY_REPRESENTATIVES as REPRESENTATIVES
-from papernets.engine.speed import enable_activation_checkpointing, kept_activation_bytes, use_channels_last
+from papernets.engine.speed import (
+    cpu_label,
+    enable_activation_checkpointing,
+    kept_activation_bytes,
+    use_channels_last,
+)
 from papernets.registry import get_entry
 
 FASTER = 1.10  # bf16 or compile must win by at least 10% to become a family's default
@@ -225,18 +230,6 @@ def read_table(text: str) -> tuple[Rows, list[str]]:
     written = re.search(r"^Written by (.*?) on \S+ \(", text, re.M)
     commands = re.findall(r"`([^`]+)`", written.group(1)) if written else []
     return rows, commands
-
-
-def cpu_label() -> str:
-    """This machine's CPU model and the bf16 instructions oneDNN can use on it (bf16's speed-up depends on them)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    name = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
-    flags = set((re.search(r"^flags\s*:\s*(.+)$", info, re.M) or re.match("()", "")).group(1).split())
-    isa = "AMX" if "amx_bf16" in flags else "AVX-512 BF16" if "avx512_bf16" in flags else "no bf16 instructions"
-    return f"{name.group(1).strip() if name else platform.machine()} ({isa})"
 
 
 def families_where(rows: Rows, rule: Callable[[dict[str, float]], bool]) -> list[str]:

@@ -42,7 +42,7 @@ def run_seed(config: str, seed: int, runs: Path, overrides: list[str]) -> dict[s
         history = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
     return {"seed": seed, "run_dir": str(run_dir), "test_acc": summary["test_acc"] * 100,
             "best_val_acc": summary["best_val_acc"] * 100, "wall_time_s": summary["wall_time_s"],
-            "epochs": len(history), "history": history}
+            "epochs": len(history), "history": history, "host": summary.get("host")}
 
 
 def time_to(history: list[dict[str, float]], target: float) -> float | None:
@@ -60,13 +60,22 @@ def _mmss(seconds: float | None) -> str:
     return f"{minutes}:{secs:02d}"
 
 
+def machine(results: list[dict[str, Any]]) -> str:
+    """Where the runs trained, from their ``summary.json`` (runs from before it recorded the host: this machine's
+    architecture and threads)."""
+    hosts = [r.get("host") for r in results]
+    if not all(hosts):
+        return f"{platform.machine()} ({torch.get_num_threads()} threads, no GPU)"
+    return "; ".join(dict.fromkeys(f"{h['cpu']}, {h['threads']} threads, {h['gpu'] or 'no GPU'}" for h in hosts))
+
+
 def write_table(results: list[dict[str, Any]], target: float, command: str, out: Path) -> None:
     tests = [r["test_acc"] for r in results]
     walls = [r["wall_time_s"] for r in results]
     lines = [
         f"# Time to {target:.1f}% on Fashion-MNIST",
         "",
-        f"Written by `{command}` on {platform.machine()} ({torch.get_num_threads()} threads, no GPU), torch "
+        f"Written by `{command}` on {machine(results)}, torch "
         f"{torch.__version__}. One run per seed, one after the other. Wall time: the trainer's clock for the whole "
         "run (loading, training, validation, checkpoints, the final test). Test accuracy: the best-validation "
         f"weights, tested once at the end. Validation reached {target:.1f}%: the run's wall time at the end of the "

@@ -68,8 +68,16 @@ def test_compare_speed_times_ours_and_the_reference(tmp_path):
         "| `shufflenet_v2_x0_5`", "| `shufflenet_v2_x0_5`", "| `squeezenet1_1`"]
     assert [line for line in after if "`shufflenet_v2_x0_5` |" in line and " | off | " in line][0] in before
     assert [line for line in after if "`shufflenet_v2_x0_5` |" in line and " | on | " in line][0] not in before
-    from papernets.bench.compare import read_markdown
+    from papernets.bench.compare import machine_label, read_machine, read_markdown
     assert [c.split()[3] for c in read_markdown(out.read_text())[2]] == ["shufflenet_v2_x0_5", "shufflenet_v2_x0_5"]
+    assert read_machine(out.read_text()) == machine_label()  # the header names this CPU
+    # a merge on another machine names both: the table's and the one that timed the merged rows
+    out.write_text(out.read_text().replace(f" on {machine_label()}. ", " on Other CPU (AMX), 2 threads, torch 2.x. "))
+    assert main(["squeezenet1_1", "--batch-size", "2", "--rounds", "1", "--steps", "1", "--channels-last", "on",
+                 "--merge", "--out", str(out)]) == 0
+    assert read_machine(out.read_text()) == (f"Other CPU (AMX), 2 threads, torch 2.x (the rows the last command "
+                                             f"names: {machine_label()})")
+    assert len(read_markdown(out.read_text())[2]) == 3
     with pytest.raises(SystemExit) as e:
         main(["resnet18", "--merge", "--out", str(tmp_path / "missing.md")])
     assert e.value.code == 2
@@ -254,6 +262,12 @@ def test_time_to_accuracy_trains_each_seed_and_writes_the_table_and_plot(tmp_pat
     assert [float(r[1]) for r in rows] == [round(s["test_acc"] * 100, 2) for s in summaries]
     assert [load_seed(runs / f"seed{s}") for s in (0, 1)] == [0, 1]
     assert out.with_suffix(".png").stat().st_size > 10_000
+    # the runs record the machine they trained on and the table names it (once: both ran here)
+    from papernets.engine.speed import cpu_label
+
+    assert [s["host"] for s in summaries] == [{"cpu": cpu_label(), "threads": torch.get_num_threads(), "gpu": None}] * 2
+    assert f"` on {cpu_label()}, {torch.get_num_threads()} threads, no GPU, torch " in out.read_text()
+    assert tta.machine([{"host": None}, {"host": summaries[0]["host"]}]).endswith("threads, no GPU)")  # not recorded
     # finished runs are kept: a second call trains nothing and writes the same rows
     before = (runs / "seed0" / "summary.json").stat().st_mtime_ns
     assert tta.main(args) == 0
@@ -325,7 +339,7 @@ def test_bf16_and_compile_defaults_are_backed_by_the_measurement():
 
 
 def test_compare_says_why_a_ratio_is_below_one_and_rewrites_with_notes(tmp_path):
-    from papernets.bench.compare import SpeedResult, below_one, main, read_markdown, to_markdown
+    from papernets.bench.compare import SpeedResult, below_one, main, read_machine, read_markdown, to_markdown
 
     steady = SpeedResult("squeezenet1_0", "torchvision", "squeezenet1_0", 64, 32, True,
                          80.0, 100.0, 110.0, 100.0, (0.78, 0.80, 0.83), (1.05, 1.10, 1.12))
@@ -349,6 +363,12 @@ def test_compare_says_why_a_ratio_is_below_one_and_rewrites_with_notes(tmp_path)
     text = out.read_text()
     assert "train: the cause" in text and "**not explained**" not in text
     assert "Written by `python -m papernets.bench.compare x --out speed.md`; causes added by `" in text
+    # a rewrite keeps the machine the rows were timed on, also from a header in the format before CPUs were named
+    out.write_text(text.replace(" on " + read_machine(text) + ". img/s", " (x86_64, 2 threads, torch 2.x). img/s"))
+    assert read_machine(out.read_text()) == "x86_64, 2 threads, torch 2.x"
+    assert main(["--rewrite", "--notes", str(notes), "--out", str(out)]) == 0
+    assert read_machine(out.read_text()) == "x86_64, 2 threads, torch 2.x"
+    assert read_markdown(out.read_text())[2] == ["python -m papernets.bench.compare x --out speed.md"]
     notes.write_text("squeezenet1_0:\n  training: the cause\n")
     with pytest.raises(SystemExit) as e:
         main(["--rewrite", "--notes", str(notes), "--out", str(out)])

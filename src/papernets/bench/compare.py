@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import re
 import shlex
 import statistics
@@ -28,7 +27,7 @@ import torch
 import yaml
 from torch import nn
 
-from papernets.engine.speed import use_channels_last
+from papernets.engine.speed import cpu_label, use_channels_last
 from papernets.pretrained import reference_model
 from papernets.registry import create_model, get_entry, list_models
 
@@ -195,21 +194,38 @@ def read_markdown(text: str) -> tuple[list[SpeedResult], str, list[str]]:
         results.append(SpeedResult(c[0].strip("`"), library, reference.strip("`"), int(c[2]), int(c[3]), c[4] == "on",
                                    float(c[5]), float(c[6]), float(c[9]), float(c[10]), spread(c[8]), spread(c[12])))
     title = text.splitlines()[0].removeprefix("# ")
-    written = re.search(r"^Written by (.*)$", text, re.M)
-    timing = written.group(1).split("; causes added by ")[0].split("` (")[0] + "`" if written else ""
-    return results, title, re.findall(r"`([^`]+)`", timing)
+    written = _WRITTEN.search(text)
+    return results, title, re.findall(r"`([^`]+)`", written.group(1)) if written else []
+
+
+# The header's first sentence: the timing commands, the command that added the causes, and the machine (``on
+# MACHINE.``; tables written before the CPU was named say ``(MACHINE).``).
+_WRITTEN = re.compile(r"^Written by ((?:`[^`]+`(?:, then )?)+)(?:; causes added by `[^`]+`)? "
+                      r"(?:on (.+?)|\((.+?)\))\. img/s of", re.M)
+
+
+def read_machine(text: str) -> str:
+    """The machine a table ``to_markdown`` wrote names ('' if it names none)."""
+    written = _WRITTEN.search(text)
+    return (written.group(2) or written.group(3)) if written else ""
+
+
+def machine_label() -> str:
+    """This machine as a table's header names it: CPU (bf16 instructions), threads, torch."""
+    return f"{cpu_label()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def to_markdown(results: list[SpeedResult], title: str, command: str | list[str] = "python -m papernets.bench.compare",
-                notes: dict[str, dict[str, str]] | None = None, notes_command: str = "") -> str:
+                notes: dict[str, dict[str, str]] | None = None, notes_command: str = "",
+                machine: str | None = None) -> str:
+    """The table; ``machine``: where the rows were timed (default: this machine)."""
     commands = [command] if isinstance(command, str) else command
     lines = [
         f"# {title}",
         "",
         "Written by " + ", then ".join(f"`{c}`" for c in commands)
         + (f"; causes added by `{notes_command}`" if notes_command else "")
-        + f" ({platform.machine()}, {torch.get_num_threads()} threads, torch "
-        f"{torch.__version__}). img/s of a training step (forward, backward, SGD) and of "
+        + f" on {machine or machine_label()}. img/s of a training step (forward, backward, SGD) and of "
         "inference; ratio = ours / reference (above 1: ours is faster). Both models in one process, timed in "
         "alternating rounds, median of the rounds; rounds: the lowest and highest ratio of a single round. "
         "A later command re-times only the models it names (`--merge`) and replaces their rows. "
@@ -263,17 +279,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.rewrite:
         if not (args.out and Path(args.out).is_file()):
             parser.error(f"--rewrite needs an existing --out table, got {args.out!r}")
-        results, title, timing = read_markdown(Path(args.out).read_text())
-        Path(args.out).write_text(to_markdown(results, title, timing, notes, command))
+        text = Path(args.out).read_text()
+        results, title, timing = read_markdown(text)  # timed elsewhere, maybe: the header keeps its machine
+        Path(args.out).write_text(to_markdown(results, title, timing, notes, command, read_machine(text)))
         return 0
     if not args.models:
         parser.error("give at least one model name or pattern (or --rewrite)")
-    commands, results = [command], []
+    commands, results, machine = [command], [], machine_label()
     if args.merge:
         if not (args.out and Path(args.out).is_file()):
             parser.error(f"--merge needs an existing --out table, got {args.out!r}")
-        results, old_title, old_commands = read_markdown(Path(args.out).read_text())
+        text = Path(args.out).read_text()
+        results, old_title, old_commands = read_markdown(text)
         commands, args.title = [*old_commands, command], old_title
+        if read_machine(text) != machine:  # the merged rows were timed on another machine: name both
+            machine = f"{read_machine(text) or 'an unnamed machine'} (the rows the last command names: {machine})"
     names: list[str] = []
     for pattern in args.models:
         found = list_models(pattern) if any(c in pattern for c in "*?[") else [get_entry(pattern).name]
@@ -299,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             if args.out:  # rewritten after every model, so a stopped run keeps what it measured
                 Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.out).write_text(to_markdown(results, args.title, commands, notes))
+                Path(args.out).write_text(to_markdown(results, args.title, commands, notes, machine=machine))
     return 0
 
 

@@ -46,7 +46,13 @@ from papernets.engine import distributed as dist_utils
 from papernets.engine.checkpoint import load_checkpoint, save_checkpoint
 from papernets.engine.plots import plot_curves
 from papernets.engine.progress import Progress, format_seconds
-from papernets.engine.speed import enable_activation_checkpointing, use_bf16, use_channels_last, use_compile
+from papernets.engine.speed import (
+    cpu_label,
+    enable_activation_checkpointing,
+    use_bf16,
+    use_channels_last,
+    use_compile,
+)
 from papernets.optim import create_optimizer, create_schedule
 from papernets.optim.ema import ModelEma
 from papernets.optim.sam import SAM, frozen_bn_stats
@@ -357,6 +363,13 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["cpu"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def host(device: torch.device) -> dict[str, Any]:
+    """The machine a run trained on (rank 0's), as timings depend on it: CPU model and bf16 instructions, threads
+    per process, and the GPU where there is one."""
+    return {"cpu": cpu_label(), "threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
 
 
 def versions() -> dict[str, str]:
@@ -836,6 +849,7 @@ class Trainer:
             "gflops": 2 * macs / 1e9,
             "wall_time_s": s.wall_time_s,
             "device": str(self.device),
+            "host": host(self.device),
             "world_size": self.info.world_size,
             "channels_last": self.channels_last,
             "compile": bool(self.compiled),
