@@ -1,5 +1,5 @@
 """Two processes under torchrun on the CPU (gloo): one run directory written once by rank 0, validation accuracy
-equal to a single-process `papernets eval` of the saved checkpoint, resume across process counts."""
+equal to a single-process `papernets eval` of the saved checkpoint, resume with the same and with another number of processes."""
 
 import csv
 import json
@@ -81,6 +81,28 @@ def test_validation_and_test_accuracy_match_a_single_process_eval(two_process_ru
     test = _eval(run, "test")  # a run directory gives best.pt, the weights the run tested
     summary = json.loads((run / "summary.json").read_text())
     assert test["images"] == LIMIT and abs(test["top1"] - summary["test_acc"]) < 1e-6
+
+
+TIMES = {"epoch_time_s", "train_img_per_s", "wall_time_s"}
+
+
+def test_resume_with_the_same_number_of_processes_continues_exactly(two_process_run, tmp_path):
+    """1 epoch under torchrun, then --resume to 2 under torchrun: every figure of epoch 2 (dropout from each rank's
+    saved RNG stream, the seeded shuffle, the schedule) equals that of the uninterrupted 2-epoch run."""
+    straight, _ = two_process_run
+    run = tmp_path / "r"
+    res = torchrun("train", *BASE, "--epochs", "1", "--out", str(tmp_path), "--name", "r")
+    assert res.returncode == 0, res.stderr[-3000:]
+    res = torchrun("train", "--resume", str(run), "--epochs", "2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "resuming after epoch 1" in res.stderr and "process(es), this run has" not in res.stderr
+    resumed = [{k: v for k, v in r.items() if k not in TIMES} for r in _rows(run)]
+    expected = [{k: v for k, v in r.items() if k not in TIMES} for r in _rows(straight)]
+    assert [r["epoch"] for r in resumed] == ["1", "2"] and resumed == expected
+    a = load_checkpoint(run / "checkpoints" / "last.pt")
+    b = load_checkpoint(straight / "checkpoints" / "last.pt")
+    assert a["global_step"] == b["global_step"] == 2 * 4
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in b["model"])
 
 
 def test_resume_with_another_number_of_processes(tmp_path, fashion_root):
