@@ -1,5 +1,6 @@
 """Two processes under torchrun on the CPU (gloo): one run directory written once by rank 0, validation accuracy
-equal to a single-process `papernets eval` of the saved checkpoint, resume with the same and with another number of processes."""
+equal to a single-process `papernets eval` of the saved checkpoint, resume with the same and with another number of
+processes."""
 
 import csv
 import json
