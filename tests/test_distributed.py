@@ -5,6 +5,7 @@ processes."""
 import csv
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import torch
 from conftest import run_cli
 from papernets.config import ConfigError, apply_overrides, load_config
 from papernets.engine.checkpoint import load_checkpoint
-from papernets.engine.trainer import Trainer, config_from_checkpoint
+from papernets.engine.trainer import TIMING_COLUMNS, Trainer, config_from_checkpoint
 
 LIMIT = 400  # 400 train / 400 val / 400 test images: 4 steps of 2 x 64 an epoch
 BASE = ["--model", "lenet5_bn", "--dataset", "fashion-mnist", "--image-size", "28", "--batch-size", "64",
@@ -84,21 +85,25 @@ def test_validation_and_test_accuracy_match_a_single_process_eval(two_process_ru
     assert test["images"] == LIMIT and abs(test["top1"] - summary["test_acc"]) < 1e-6
 
 
-TIMES = {"epoch_time_s", "train_img_per_s", "wall_time_s"}
+@pytest.fixture(scope="module")
+def one_epoch_run(tmp_path_factory, fashion_root):
+    """The first epoch of the 2-process run, trained once; each resume test works on its own copy."""
+    out = tmp_path_factory.mktemp("ddp1")
+    res = torchrun("train", *BASE, "--epochs", "1", "--out", str(out), "--name", "r")
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out / "r"
 
 
-def test_resume_with_the_same_number_of_processes_continues_exactly(two_process_run, tmp_path):
+def test_resume_with_the_same_number_of_processes_continues_exactly(two_process_run, one_epoch_run, tmp_path):
     """1 epoch under torchrun, then --resume to 2 under torchrun: every figure of epoch 2 (dropout from each rank's
     saved RNG stream, the seeded shuffle, the schedule) equals that of the uninterrupted 2-epoch run."""
     straight, _ = two_process_run
-    run = tmp_path / "r"
-    res = torchrun("train", *BASE, "--epochs", "1", "--out", str(tmp_path), "--name", "r")
-    assert res.returncode == 0, res.stderr[-3000:]
+    run = shutil.copytree(one_epoch_run, tmp_path / "r")
     res = torchrun("train", "--resume", str(run), "--epochs", "2")
     assert res.returncode == 0, res.stderr[-3000:]
     assert "resuming after epoch 1" in res.stderr and "process(es), this run has" not in res.stderr
-    resumed = [{k: v for k, v in r.items() if k not in TIMES} for r in _rows(run)]
-    expected = [{k: v for k, v in r.items() if k not in TIMES} for r in _rows(straight)]
+    resumed = [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in _rows(run)]
+    expected = [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in _rows(straight)]
     assert [r["epoch"] for r in resumed] == ["1", "2"] and resumed == expected
     a = load_checkpoint(run / "checkpoints" / "last.pt")
     b = load_checkpoint(straight / "checkpoints" / "last.pt")
@@ -106,10 +111,8 @@ def test_resume_with_the_same_number_of_processes_continues_exactly(two_process_
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in b["model"])
 
 
-def test_resume_with_another_number_of_processes(tmp_path, fashion_root):
-    run = tmp_path / "r"
-    res = torchrun("train", *BASE, "--epochs", "1", "--out", str(tmp_path), "--name", "r")
-    assert res.returncode == 0, res.stderr[-3000:]
+def test_resume_with_another_number_of_processes(one_epoch_run, tmp_path):
+    run = shutil.copytree(one_epoch_run, tmp_path / "r")
     first = _rows(run)
     res = run_cli("train", "--resume", str(run), "--epochs", "2", env=ENV)  # 2 processes -> 1
     assert res.returncode == 0, res.stderr[-3000:]
