@@ -14,20 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from papernets.config import ConfigError
+from papernets.errors import PapernetsError, UsageError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-class UsageError(ValueError):
-    """A bad command-line value (exit code 2)."""
-
-
-def _usage_errors() -> tuple[type[BaseException], ...]:
-    from papernets.data import DatasetError
-    from papernets.engine.checkpoint import CheckpointError
-    from papernets.registry import ModelConfigError, UnknownModelError
-
-    return (UsageError, ConfigError, DatasetError, CheckpointError, UnknownModelError, ModelConfigError)
 
 
 # --------------------------------------------------------------------------------------------------- train
@@ -570,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         from papernets.engine.trainer import TrainingDiverged
 
-        if isinstance(exc, _usage_errors()):
+        if isinstance(exc, PapernetsError):
             print(f"papernets: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
         if isinstance(exc, TrainingDiverged):

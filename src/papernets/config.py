@@ -16,11 +16,9 @@ from typing import Any, Literal
 
 import yaml
 
+from papernets.errors import ConfigError
+
 __all__ = ["Config", "ConfigError", "load_config", "apply_overrides", "config_to_dict", "config_from_dict"]
-
-
-class ConfigError(ValueError):
-    """A bad configuration value or key; the message says what is accepted."""
 
 
 @dataclass

@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from papernets.errors import ModelConfigError, UnknownModelError
+
 __all__ = [
     "Paper",
     "ModelEntry",
@@ -37,14 +39,6 @@ __all__ = [
     "get_entry",
     "resolve_name",
 ]
-
-
-class UnknownModelError(ValueError):
-    """Raised for a model name that is not registered (the message lists close matches)."""
-
-
-class ModelConfigError(ValueError):
-    """Raised for a model argument that the model cannot accept (e.g. an image below its minimum size)."""
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from papernets.errors import DatasetError
+
 __all__ = [
     "DATASETS",
     "DatasetError",
@@ -31,10 +33,6 @@ __all__ = [
     "read_cifar_batch",
     "dataset_names",
 ]
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be found or read; the message says where we looked and how to get it."""
 
 
 @dataclass

@@ -13,13 +13,11 @@ from typing import Any, Literal
 
 import torch
 
+from papernets.errors import CheckpointError
+
 __all__ = ["CheckpointError", "FORMAT", "save_checkpoint", "load_checkpoint", "find_checkpoint"]
 
 FORMAT = "papernets-checkpoint-v1"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable, or not a papernets checkpoint."""
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from papernets.registry import ModelConfigError
+from papernets.errors import ModelConfigError
 
 
 class PatchEmbed(nn.Module):
