@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from papernets.config import ConfigError
 from papernets.errors import PapernetsError, UsageError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
