@@ -1,6 +1,6 @@
 """Time to accuracy: train one config with several seeds and report wall time and test accuracy.
 
-    python benchmarks/time_to_accuracy.py [--config configs/fashion-mnist-fast.yaml] [--seeds 0 1 2]
+    python benchmarks/time_to_accuracy.py [--config fashion-mnist-fast] [--seeds 0 1 2]
         [--target 94.0] [--runs runs/time-to-accuracy] [--out docs/results/fashion-mnist-fast.md]
         [--set section.key=value ...]
 
@@ -133,7 +133,7 @@ def plot(results: list[dict[str, Any]], target: float, title: str, path: Path) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/fashion-mnist-fast.yaml")
+    parser.add_argument("--config", default="fashion-mnist-fast")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--target", type=float, default=94.0, help="accuracy in percent")
     parser.add_argument("--runs", default="runs/time-to-accuracy", help="one run directory per seed goes here")

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from papernets.cli import model_rows, models_markdown
+from papernets.bench.zoo import model_rows, models_markdown
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

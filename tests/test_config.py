@@ -1,11 +1,18 @@
-from pathlib import Path
 
 import pytest
 import yaml
 
-from papernets.config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict, load_config
+from papernets.config import (
+    CONFIGS_DIR,
+    Config,
+    ConfigError,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+)
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = CONFIGS_DIR
 
 
 def test_base_config_is_the_classic_one():
@@ -67,6 +74,18 @@ def test_roundtrip_through_yaml(tmp_path):
 def test_missing_and_invalid_files(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config(tmp_path)
+
+
+def test_shipped_configs_load_by_name_or_by_their_place_in_the_package():
+    assert load_config("quickstart") == load_config(CONFIGS / "quickstart.yaml")
+    assert load_config("configs/quickstart.yaml") == load_config("quickstart.yaml")
+    with pytest.raises(ConfigError, match="Did you mean 'quickstart'"):
+        load_config("quikstart")
+
+
+def test_invalid_yaml_is_named(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("optim: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from papernets.bench.profile import profile_model
-from papernets.config import Config, apply_overrides
+from papernets.config import CONFIGS_DIR, Config, apply_overrides
 from papernets.engine.speed import CHANNELS_LAST_CPU_FAMILIES, use_channels_last
 from papernets.engine.trainer import Trainer
 from papernets.registry import get_entry, list_models
@@ -252,7 +252,7 @@ def test_time_to_accuracy_trains_each_seed_and_writes_the_table_and_plot(tmp_pat
 
     tta = _time_to_accuracy_module()
     out, runs = tmp_path / "fast.md", tmp_path / "runs"
-    config = Path(__file__).resolve().parents[1] / "configs" / "fashion-mnist-fast.yaml"
+    config = CONFIGS_DIR / "fashion-mnist-fast.yaml"
     args = ["--config", str(config), "--seeds", "0", "1", "--target", "30", "--runs", str(runs), "--out", str(out),
             "--set", "data.limit=512", "--set", "train.epochs=4", "--set", "train.batch_size=64"]  # 4 stages
     assert tta.main(args) == 0
@@ -293,7 +293,7 @@ def test_the_fast_recipe_reached_the_target_on_every_committed_seed():
     assert "--config configs/fashion-mnist-fast.yaml" in text and "--target 94" in text
     rows = re.findall(r"^\| (\d+) \| ([\d.]+) \| ([\d.]+) \| (\d+) \| ", text, re.M)
     assert len(rows) >= 3, "fewer than 3 seeds measured"
-    recipe = yaml.safe_load((repo / "configs" / "fashion-mnist-fast.yaml").read_text())
+    recipe = yaml.safe_load((CONFIGS_DIR / "fashion-mnist-fast.yaml").read_text())
     for seed, test_acc, _, epochs in rows:
         assert float(test_acc) >= 94.0, f"seed {seed}: {test_acc}%"
         run = repo / "docs" / "results" / "runs" / "fashion-mnist-fast" / f"seed{seed}"

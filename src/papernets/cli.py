@@ -340,40 +340,8 @@ def _fmt_table(rows: list[list[str]], headers: list[str], right: set[int]) -> st
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
-def model_rows(pattern: str = "*", small: bool = False) -> list[dict[str, Any]]:
-    """Registry info plus params and MACs at the ImageNet configuration (and, with ``small``, at 28x28 gray)."""
-    from papernets.bench.profile import meta_model_stats
-    from papernets.registry import list_models, model_info
-
-    rows = []
-    for name in list_models(pattern):
-        info = model_info(name)
-        params, macs = meta_model_stats(name)
-        row = {**info, "params": params, "gmacs": macs / 1e9}
-        if small:
-            p28, m28 = meta_model_stats(name, img_size=28, in_chans=1, num_classes=10)
-            row.update(params_28=p28, gmacs_28=m28 / 1e9)
-        rows.append(row)
-    return rows
-
-
-def models_markdown(rows: list[dict[str, Any]]) -> str:
-    """The README's model table."""
-    lines = [
-        "| model | paper | year | params (ImageNet) | GMACs (ImageNet) | input | params (28x28x1, 10 cl.) "
-        "| GMACs (28x28x1) | min size | weights from |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| `{r['name']}` | [{r['paper']}]({r['url']}) | {r['year']} | {r['params']:,} | {r['gmacs']:.3f} "
-            f"| {r['default_img_size']} | {r['params_28']:,} | {r['gmacs_28']:.4f} | {r['min_img_size']} "
-            f"| {', '.join(r['pretrained']) or '-'} |"
-        )
-    return "\n".join(lines)
-
-
 def cmd_models(args: argparse.Namespace) -> int:
+    from papernets.bench.zoo import model_rows, models_markdown
     from papernets.registry import list_models
 
     if not list_models(args.pattern):
@@ -455,7 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", help="train a model; writes a run directory")
-    t.add_argument("--config", help="YAML config file (configs/base.yaml, configs/quickstart.yaml, ...)")
+    t.add_argument("--config", help="a YAML config file, or a shipped one by name: quickstart, base, "
+                                    "fashion-mnist-fast")
     t.add_argument("--model", help="model name (see `papernets models`)")
     t.add_argument("--dataset", help="fashion-mnist, mnist, cifar10, cifar100, imagefolder, synthetic")
     t.add_argument("--data-root", dest="data_root", help="folder holding the dataset")
@@ -470,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--name", help="run directory name (default <model>-<dataset>-<time>)")
     t.add_argument("--sam", action="store_true", default=None, help="sharpness-aware minimization (optim.sam=true)")
     t.add_argument("--recipe", choices=["paper"],
-                   help="the model paper's optimizer, schedule and regularization (configs/recipes/)")
+                   help="the model paper's optimizer, schedule and regularization (papernets/configs/recipes/)")
     t.add_argument("--resume", metavar="RUN|CKPT", help="continue a run from its directory or a checkpoint")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. optim.lr=0.1")
     t.set_defaults(func=cmd_train)
@@ -531,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="train and profile every model of a protocol; tables, plots, HTML report")
     b.add_argument("--protocol", required=True,
-                   help="configs/bench/<NAME>.yaml (classic, fashion-quick, fashion-paper) or a protocol file")
+                   help="a shipped protocol (classic, fashion-quick, fashion-paper) or a protocol YAML file")
     b.add_argument("--models", help="narrow or widen the default rows: comma list of row ids, model names or "
                                     "fnmatch patterns, e.g. 'resnet*,vit_b_16'")
     b.add_argument("--out", default="runs/bench", help="parent of the run directories, OUT/<protocol>/<row>/ "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.resources
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ import yaml
 
 from papernets.errors import ConfigError
 
-__all__ = ["Config", "ConfigError", "load_config", "apply_overrides", "config_to_dict", "config_from_dict"]
+__all__ = ["CONFIGS_DIR", "Config", "ConfigError", "config_path", "packaged_configs", "load_config", "apply_overrides",
+           "config_to_dict", "config_from_dict"]
 
 
 @dataclass
@@ -260,13 +262,44 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+# The configs that ship inside the package: base.yaml, quickstart.yaml, ..., recipes/<family>.yaml (``--recipe
+# paper``), bench/<protocol>.yaml (``papernets bench --protocol``). Installed with the package, so they are found
+# wherever papernets is installed, not only in a checkout of the repository.
+CONFIGS_DIR = Path(str(importlib.resources.files("papernets") / "configs"))
+
+
+def packaged_configs(folder: str = "") -> list[str]:
+    """Names of the YAML files that ship in ``configs/<folder>`` (``--config NAME``, protocols, recipes)."""
+    return sorted(p.stem for p in (CONFIGS_DIR / folder).glob("*.yaml"))
+
+
+def config_path(name: str | Path) -> Path:
+    """The config file ``name``: a path to a YAML file, or the name of one that ships with papernets:
+    ``quickstart`` (or ``configs/quickstart.yaml``, its place in the package) is the package's
+    ``configs/quickstart.yaml``."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise ConfigError(f"config {str(name)!r} is a folder; give a YAML file or one of: "
+                          f"{', '.join(packaged_configs())}.")
+    if not path.is_absolute():  # a shipped config by name, or by its place in the package (configs/bench/x.yaml)
+        inside = path.relative_to("configs") if path.parts[0] == "configs" else path
+        packaged = CONFIGS_DIR / inside.with_suffix(".yaml")
+        if inside.suffix in ("", ".yaml", ".yml") and packaged.is_file():
+            return packaged
+    close = difflib.get_close_matches(path.stem, packaged_configs(), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"config file {str(name)!r} does not exist, and papernets ships no config of that name.{hint} "
+                      f"Shipped configs: {', '.join(packaged_configs())}.")
+
+
 def load_config(path: str | Path | None = None) -> Config:
-    """Load a YAML config file over the defaults; no file gives the defaults."""
+    """Load a YAML config file (a path, or the name of a shipped config) over the defaults; None gives the
+    defaults."""
     if path is None:
         return Config()
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist.")
+    path = config_path(path)
     text = path.read_text()
     try:
         raw = yaml.safe_load(text) or {}

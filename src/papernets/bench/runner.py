@@ -43,12 +43,20 @@ from typing import IO, Any
 
 import yaml
 
-from papernets.config import Config, ConfigError, ScheduleConfig, apply_overrides, config_from_dict, load_config
+from papernets.config import (
+    CONFIGS_DIR,
+    Config,
+    ConfigError,
+    ScheduleConfig,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+)
 
 __all__ = ["PROTOCOLS_DIR", "Protocol", "Row", "available_protocols", "load_protocol", "select_rows", "row_config",
            "paper_schedule_config", "is_out_of_memory", "run_bench"]
 
-PROTOCOLS_DIR = Path(__file__).resolve().parents[3] / "configs" / "bench"
+PROTOCOLS_DIR = CONFIGS_DIR / "bench"
 SCHEDULE_SUFFIX = "-paper_schedule"
 _PROTOCOL_KEYS = {"description", "paper_schedule", "base", "models"}
 _ROW_KEYS = {"id", "model", "config"}

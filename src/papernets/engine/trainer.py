@@ -44,6 +44,7 @@ from papernets.data.loader import stream_seed
 from papernets.data.mixing import MixConfig, mix_batch
 from papernets.engine import distributed as dist_utils
 from papernets.engine.checkpoint import load_checkpoint, save_checkpoint
+from papernets.engine.counting import meta_model_stats
 from papernets.engine.plots import plot_curves
 from papernets.engine.progress import Progress, format_seconds
 from papernets.engine.speed import (
@@ -820,8 +821,6 @@ class Trainer:
             tested += " EMA"
         test = evaluate(self.ema.module if use_ema else self.model, self.test_loader, self.info, self.amp_dtype,
                         cfg.train.tta_flip)
-        from papernets.bench.profile import meta_model_stats
-
         in_chans = cfg.model.in_chans or self.data.in_chans
         kwargs = {k: v for k, v in cfg.model.kwargs.items()}
         if cfg.model.small_input is not None:

@@ -35,11 +35,11 @@ from typing import Any
 
 import yaml
 
-from papernets.config import Config, ConfigError, OptimConfig, ScheduleConfig, config_from_dict
+from papernets.config import CONFIGS_DIR, Config, ConfigError, OptimConfig, ScheduleConfig, config_from_dict
 
 __all__ = ["RECIPES_DIR", "recipe_file", "load_recipe", "recipe_overrides", "apply_recipe", "world_size"]
 
-RECIPES_DIR = Path(__file__).resolve().parents[3] / "configs" / "recipes"
+RECIPES_DIR = CONFIGS_DIR / "recipes"
 
 _SECTIONS = ("model", "data", "optim", "schedule", "train")
 _TOP_KEYS = {"source", "reference", "models", *_SECTIONS}
