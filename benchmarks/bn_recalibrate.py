@@ -16,10 +16,10 @@ import argparse
 
 import torch
 
-from papernets.cli import _load_trained
 from papernets.data import TensorLoader, load_dataset
 from papernets.engine.distributed import DistInfo
-from papernets.engine.trainer import evaluate
+from papernets.engine.evaluation import evaluate
+from papernets.engine.inference import load_trained
 
 
 def main() -> None:
@@ -29,7 +29,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     args = parser.parse_args()
 
-    model, cfg, ckpt = _load_trained(args.checkpoint)
+    trained = load_trained(args.checkpoint)
+    model, cfg, ckpt = trained.model, trained.cfg, trained.ckpt
     d = cfg.data
     data = load_dataset(d.name, d.root, d.val_fraction, d.limit, False, d.split_seed, d.image_size, d.eval_limit)
     mean, std = tuple(ckpt["data"]["mean"]), tuple(ckpt["data"]["std"])

@@ -29,7 +29,7 @@ from papernets.bench.compare import (
     _interleaved,
     _train_step,
 )
-from papernets.engine.speed import use_channels_last
+from papernets.engine.runtime import default_runtime
 from papernets.pretrained import reference_model
 from papernets.registry import create_model, get_entry
 
@@ -44,7 +44,7 @@ def build(name: str, size: int, library: str | None = None):
     if entry.family in FIXED_SIZE_FAMILIES:
         ref_kwargs["image_size" if library == "torchvision" else "img_size"] = size
     ref = reference_model(library, source.name, num_classes=10, **ref_kwargs)
-    cl = use_channels_last(entry.family, torch.device("cpu"))
+    cl = default_runtime(entry.family).channels_last
     if cl:
         ours, ref = ours.to(memory_format=torch.channels_last), ref.to(memory_format=torch.channels_last)
     return ours, ref, cl, f"{library} {source.name}"

@@ -26,15 +26,17 @@ import torch
 import papernets
 from papernets.bench.runner import load_protocol
 from papernets.data import TensorLoader, load_dataset
-from papernets.engine.speed import cpu_label, use_bf16, use_channels_last
+from papernets.engine.runtime import default_runtime
+from papernets.engine.speed import cpu_label
 from papernets.registry import get_entry
 
 LIMIT = 0.10  # the pipeline may cost at most this share of a training step
 
 
 def measure(name: str, data, image_size: int, batch_size: int, steps: int, amp: str = "off") -> dict[str, float]:
-    channels_last = use_channels_last(get_entry(name).family, torch.device("cpu"))
-    bf16 = amp == "auto" and use_bf16(get_entry(name).family, torch.device("cpu"))  # as train.amp: auto does
+    runtime = default_runtime(get_entry(name).family)  # as the trainer's defaults (train.amp: auto) do
+    channels_last = runtime.channels_last
+    bf16 = amp == "auto" and runtime.amp == "bf16"
     loader = TensorLoader(data.train_x, data.train_y, batch_size, image_size, data.mean, data.std,
                           train=True, device=torch.device("cpu"), flip=True, crop_padding=2,
                           channels_last=channels_last)

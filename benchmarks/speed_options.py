@@ -60,12 +60,12 @@ import torch._inductor.config
 import torch.nn.functional as F
 
 import papernets
+from papernets.engine.runtime import default_runtime
 from papernets.engine.speed import FAMILY_REPRESENTATIVES as REPRESENTATIVES
 from papernets.engine.speed import (
     cpu_label,
     enable_activation_checkpointing,
     kept_activation_bytes,
-    use_channels_last,
 )
 from papernets.registry import get_entry
 
@@ -103,7 +103,7 @@ def measure(name: str, size: int, in_chans: int, batch: int, rounds: int,
     variants = ("base", *[v for v in variants if v != "base"])
     torch.manual_seed(0)
     base = papernets.create_model(name, num_classes=10, in_chans=in_chans, img_size=size).train()
-    cl = use_channels_last(get_entry(name).family, torch.device("cpu"))
+    cl = default_runtime(get_entry(name).family).channels_last
     fmt = torch.channels_last if cl else torch.contiguous_format
     base = base.to(memory_format=fmt)
     x = torch.randn(batch, in_chans, size, size).contiguous(memory_format=fmt)
@@ -145,7 +145,7 @@ def bf16_fidelity(name: str, data, size: int, batch: int, steps: int) -> dict[st
     """Train the same weights on the same Fashion-MNIST batches in fp32 and under bf16 autocast (see above)."""
     from papernets.data import TensorLoader
 
-    cl = use_channels_last(get_entry(name).family, torch.device("cpu"))
+    cl = default_runtime(get_entry(name).family).channels_last
     fmt = torch.channels_last if cl else torch.contiguous_format
     torch.manual_seed(0)
     fp32 = papernets.create_model(name, num_classes=10, in_chans=1, img_size=size).to(memory_format=fmt)

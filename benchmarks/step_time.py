@@ -4,7 +4,7 @@
 
 Prints one line per model as it goes; with --out writes a Markdown table. Median of --repeats timed steps after
 one warm-up step. Each model runs in the memory format the trainer uses for its family on the CPU
-(``papernets.engine.speed.use_channels_last``).
+(``papernets.engine.runtime.default_runtime``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 import papernets
-from papernets.engine.speed import use_channels_last
+from papernets.engine.runtime import default_runtime
 from papernets.registry import get_entry
 
 
@@ -52,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for name in papernets.list_models(args.pattern):
-        fmt = use_channels_last(get_entry(name).family, torch.device("cpu"))
+        fmt = default_runtime(get_entry(name).family).channels_last
         t = step_time(name, args.image_size, args.in_chans, args.batch_size, args.repeats, fmt)
         rows.append((name, t, fmt))
         print(f"{name:24s} {t * 1000:9.1f} ms  ({args.batch_size / t:8.1f} img/s){'  channels_last' * fmt}",

@@ -18,6 +18,7 @@ from papernets.bench import runner
 from papernets.bench.runner import load_protocol, paper_schedule_config, row_config, select_rows
 from papernets.cli import main
 from papernets.config import ConfigError, apply_overrides, load_config
+from papernets.engine import step as step_mod
 from papernets.engine import trainer as trainer_mod
 from papernets.engine.checkpoint import load_checkpoint
 from papernets.engine.trainer import Trainer, TrainingInterrupted, config_from_checkpoint
@@ -101,13 +102,13 @@ def _weights(run):
 def test_accum_steps_gives_the_same_weights_without_batch_norm(tmp_path, fashion_root, monkeypatch):
     Trainer(_tiny(), tmp_path / "one", stream=io.StringIO()).fit()
     micro = []
-    real = trainer_mod._accumulate
+    real = step_mod._accumulate
 
     def spy(net, optimizer, scaler, forwards, check):
         micro.append(len(forwards))
         return real(net, optimizer, scaler, forwards, check)
 
-    monkeypatch.setattr(trainer_mod, "_accumulate", spy)
+    monkeypatch.setattr(step_mod, "_accumulate", spy)
     Trainer(_tiny("train.accum_steps=2"), tmp_path / "two", stream=io.StringIO()).fit()
     assert micro == [2] * 8  # every batch, the short last one too, went as two micro-batches
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")

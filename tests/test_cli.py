@@ -94,9 +94,9 @@ def test_eval_rejects_unreadable_and_foreign_checkpoints(tmp_path):
 
 
 def test_predict_labels_real_images(run_dir, tmp_path, fashion_root):
-    from papernets.cli import _load_trained
     from papernets.data import load_dataset
     from papernets.data.transforms import normalize
+    from papernets.engine.inference import load_trained
 
     data = load_dataset("fashion-mnist", limit=20)
     for i in range(12):
@@ -111,7 +111,8 @@ def test_predict_labels_real_images(run_dir, tmp_path, fashion_root):
         probs = [p["probability"] for p in top]
         assert len(probs) == 3 and probs == sorted(probs, reverse=True) and sum(probs) <= 1.0 + 1e-6
         assert all(p["label"] in data.classes for p in top)
-    model, _, ckpt = _load_trained(str(run_dir))
+    trained = load_trained(str(run_dir))
+    model, ckpt = trained.model, trained.ckpt
     with torch.no_grad():  # the same images through the evaluation pipeline
         logits = model(normalize(data.test_x[:12], tuple(ckpt["data"]["mean"]), tuple(ckpt["data"]["std"])))
     expected = [data.classes[i] for i in logits.argmax(1).tolist()]

@@ -40,7 +40,7 @@ def test_trainer_default_follows_the_measurement(name, expected, tmp_path, fashi
                                      "data.limit=64", "train.batch_size=16", "train.device=cpu"])
     assert cfg.train.channels_last is None  # the default: chosen per family and device
     trainer = Trainer(cfg, tmp_path / "r", stream=io.StringIO())
-    assert trainer.channels_last is expected
+    assert trainer.runtime.channels_last is expected
     assert trainer.train_loader.channels_last is trainer.val_loader.channels_last is expected
     cfg.train.channels_last = not expected  # an explicit setting wins
     assert Trainer(cfg, tmp_path / "s", stream=io.StringIO()).channels_last is (not expected)
@@ -170,10 +170,11 @@ def test_trainer_options_reach_the_run(tmp_path, fashion_root):
                                      "output.plots=false"])
     assert cfg.train.compile is None
     trainer = Trainer(cfg, tmp_path / "r", stream=io.StringIO())
-    assert trainer.compiled is False  # resnet is not a measured compile family
+    assert trainer.runtime.compile is False  # resnet is not a measured compile family
+    assert trainer.runtime.why["activation_checkpointing"] == "train.activation_checkpointing=true"
     assert all("forward" in vars(u) for u in checkpoint_units(trainer.model))
     summary = trainer.fit()
-    assert summary["activation_checkpointing"] is True and summary["compile"] is False
+    assert summary["runtime"]["activation_checkpointing"] is True and summary["runtime"]["compile"] is False
     assert 0 <= summary["test_acc"] <= 1
 
 
@@ -201,7 +202,7 @@ def test_compiled_training_matches_eager(tmp_path, fashion_root):
     for flag in ("false", "true"):
         cfg = apply_overrides(Config(), [*base, f"train.compile={flag}"])
         trainer = Trainer(cfg, tmp_path / flag, stream=io.StringIO())
-        assert trainer.compiled is (flag == "true")
+        assert trainer.runtime.compile is (flag == "true")
         runs[flag] = trainer.fit()
         assert runs[flag]["compile"] is (flag == "true")
     assert abs(runs["true"]["test_acc"] - runs["false"]["test_acc"]) < 0.03

@@ -18,6 +18,7 @@ from torch import nn
 from conftest import run_cli
 from papernets.cli import main
 from papernets.config import ScheduleConfig, apply_overrides, load_config
+from papernets.engine import step as step_mod
 from papernets.engine import trainer as trainer_mod
 from papernets.engine.checkpoint import load_checkpoint
 from papernets.engine.trainer import METRIC_COLUMNS, Trainer, TrainingDiverged, build_model, config_from_checkpoint
@@ -192,14 +193,14 @@ class AuxStub(nn.Module):
 
 def test_auxiliary_losses_reach_the_training_loss(tmp_path, fashion_root, monkeypatch):
     monkeypatch.setattr(trainer_mod, "build_model", lambda *args, **kwargs: AuxStub())
-    calls, real = [], trainer_mod.training_loss
+    calls, real = [], step_mod.training_loss
 
     def spy(output, y, targets, aux_weight, label_smoothing):
         loss = real(output, y, targets, aux_weight, label_smoothing)
         calls.append((output[0].detach(), output[1][0].detach(), y, aux_weight, loss.item()))
         return loss
 
-    monkeypatch.setattr(trainer_mod, "training_loss", spy)
+    monkeypatch.setattr(step_mod, "training_loss", spy)
     trainer = Trainer(_tiny("train.label_smoothing=0.1", "output.checkpoint=false", "output.save_best=false"),
                       tmp_path / "r", stream=io.StringIO())
     assert isinstance(trainer.model, AuxStub)

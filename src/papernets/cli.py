@@ -39,35 +39,17 @@ TRAIN_FLAGS = {  # flag attribute -> (section, key)
 
 
 def _resolve_config(args: argparse.Namespace, flags: dict[str, tuple[str, str]]):
-    """The config file, then the paper recipe (if asked for), then the flags, then ``--set``.
+    """The config file (a path or a shipped name), the paper recipe where asked for, the flags, then ``--set``
+    (``optim.recipes.resolve_config``). Returns the config and the recipe line (None without a recipe)."""
+    from papernets.config import load_config
+    from papernets.optim.recipes import resolve_config
 
-    Returns the config and the recipe line (None without a recipe). The recipe is scaled to the epochs and batch
-    size the run ends up with, so it is looked up after a first pass through all the layers."""
-    import copy
-
-    from papernets.config import apply_overrides, config_from_dict, load_config
-
-    base = load_config(args.config)
     raw: dict[str, dict[str, Any]] = {}
     for attr, (section, key) in flags.items():
         value = getattr(args, attr, None)
         if value is not None:
             raw.setdefault(section, {})[key] = value
-
-    def layered(cfg):
-        return apply_overrides(config_from_dict(copy.deepcopy(raw), base=cfg), args.set or [])
-
-    cfg = layered(copy.deepcopy(base))
-    if not cfg.train.recipe:
-        return cfg, None
-    from papernets.optim.recipes import apply_recipe
-    from papernets.registry import get_entry
-
-    cfg.model.name = get_entry(cfg.model.name).name
-    with_recipe, source = apply_recipe(cfg, base=base)
-    cfg = layered(with_recipe)
-    cfg.train.recipe = None
-    return cfg, source
+    return resolve_config(load_config(args.config), raw, args.set or [])
 
 
 def _train_config(args: argparse.Namespace):
@@ -197,133 +179,34 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------- eval, predict
 
 
-def _load_trained(checkpoint: str, device: str = "cpu"):
-    """Model (eval mode, trained weights), config and checkpoint dict from a checkpoint or run directory.
-
-    A run directory gives its ``best.pt`` (else ``last.pt``): the weights whose test accuracy the run reported."""
-    import torch
-
-    from papernets.engine.checkpoint import CheckpointError, load_checkpoint
-    from papernets.engine.trainer import build_model, config_from_checkpoint
-
-    ckpt = load_checkpoint(checkpoint, prefer="best")
-    cfg = config_from_checkpoint(ckpt)
-    data = ckpt["data"]
-    cfg.model.pretrained = None
-    model = build_model(cfg, data["num_classes"], data["in_chans"])
-    weights = ckpt["model"]
-    if cfg.train.select_best_on == "ema" and ckpt.get("ema") is not None:
-        weights = ckpt["ema"]  # the run selected and tested its EMA weights
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint {checkpoint!r} does not match its model {cfg.model.name}.") from exc
-    model.to(torch.device(device)).eval()
-    return model, cfg, ckpt
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
-    import torch
-
-    from papernets.data import TensorLoader, load_dataset
-    from papernets.engine.distributed import DistInfo, resolve_device
-    from papernets.engine.speed import use_channels_last
-    from papernets.engine.trainer import amp_dtype, evaluate
-    from papernets.registry import get_entry
+    from papernets.engine.distributed import resolve_device
+    from papernets.engine.inference import evaluate_split, load_trained
 
     for flag, value in (("--limit", args.limit), ("--batch-size", args.batch_size)):
         if value is not None and value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}.")
-    device = resolve_device(args.device, key="--device")
-    model, cfg, ckpt = _load_trained(args.checkpoint, str(device))
-    name = args.dataset or cfg.data.name
-    root = args.data_root if args.data_root is not None else (cfg.data.root if name == cfg.data.name else None)
-    data = load_dataset(name, root, cfg.data.val_fraction, args.limit, False, cfg.data.split_seed,
-                        cfg.data.image_size)
-    if data.num_classes != ckpt["data"]["num_classes"] or data.in_chans != ckpt["data"]["in_chans"]:
-        raise UsageError(
-            f"dataset {name!r} has {data.num_classes} classes and {data.in_chans} channels; the checkpoint's model "
-            f"expects {ckpt['data']['num_classes']} and {ckpt['data']['in_chans']}."
-        )
-    x, y = {"test": (data.test_x, data.test_y), "val": (data.val_x, data.val_y),
-            "train": (data.train_x, data.train_y)}[args.split]
-    if len(x) == 0:
-        raise UsageError(f"the {args.split} split of {name!r} is empty.")
-    # as the run evaluated: in its memory format, under its autocast dtype, with its test-time flips
-    family = get_entry(cfg.model.name).family
-    channels_last = cfg.train.channels_last
-    if channels_last is None:
-        channels_last = use_channels_last(family, device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    loader = TensorLoader(x, y, args.batch_size, cfg.data.image_size, tuple(ckpt["data"]["mean"]),
-                          tuple(ckpt["data"]["std"]), train=False, device=device, channels_last=channels_last)
-    result = evaluate(model, loader, DistInfo(0, 1, 0, device), amp_dtype(cfg.train.amp, device, family),
-                      flip=cfg.train.tta_flip)
-    out = {"checkpoint": ckpt["path"], "model": cfg.model.name, "dataset": name, "split": args.split,
-           "images": int(result["images"]), "top1": result["acc"], "top5": result["top5"], "loss": result["loss"]}
+    trained = load_trained(args.checkpoint, resolve_device(args.device, key="--device"))
+    out = evaluate_split(trained, args.dataset, args.data_root, args.split, args.limit, args.batch_size)
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        print(f"{cfg.model.name} on {name} {args.split} ({out['images']} images): top-1 {out['top1'] * 100:.2f}%  "
-              f"top-5 {out['top5'] * 100:.2f}%  loss {out['loss']:.4f}")
+        print(f"{out['model']} on {out['dataset']} {args.split} ({out['images']} images): top-1 "
+              f"{out['top1'] * 100:.2f}%  top-5 {out['top5'] * 100:.2f}%  loss {out['loss']:.4f}")
     return EXIT_OK
 
 
-def _image_files(items: list[str]) -> list[Path]:
-    from papernets.data.datasets import IMAGE_EXTENSIONS
-
-    files: list[Path] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
-            if not found:
-                raise UsageError(f"no images in folder {item!r}.")
-            files += found
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise UsageError(f"image {item!r} does not exist.")
-    return files
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
-    import torch
-    from PIL import Image, UnidentifiedImageError
-
-    from papernets.data.transforms import preprocess_pil
+    from papernets.engine.inference import load_trained, predict_images
 
     if args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {args.top_k}.")
-    model, cfg, ckpt = _load_trained(args.checkpoint)
-    data = ckpt["data"]
-    classes = data["classes"]
-    if args.top_k > len(classes):
-        raise UsageError(f"--top-k {args.top_k} is more than the model's {len(classes)} classes; "
-                         f"use --top-k 1 to {len(classes)}.")
-    k = args.top_k
-    results = []
-    for path in _image_files(args.images):
-        try:
-            with Image.open(path) as img:
-                img.load()
-                x = preprocess_pil(img, data["in_chans"], data["native_size"], cfg.data.image_size,
-                                   tuple(data["mean"]), tuple(data["std"]))
-        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-            raise UsageError(f"cannot read image {str(path)!r}: {exc}") from exc
-        with torch.inference_mode():
-            logits = model(x)
-            if cfg.train.tta_flip:  # as the run evaluated: averaged with the mirror image's logits
-                logits = (logits + model(x.flip(-1))) / 2
-            probs = logits.softmax(dim=1)[0]
-        top = probs.topk(k)
-        preds = [{"label": classes[i], "probability": float(p)} for p, i in zip(top.values, top.indices, strict=True)]
-        results.append({"image": str(path), "top": preds})
-        if not args.json:
-            print(f"{path}: " + ", ".join(f"{p['label']} {p['probability'] * 100:.1f}%" for p in preds))
+    results = predict_images(load_trained(args.checkpoint), args.images, args.top_k)
     if args.json:
         print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            print(f"{r['image']}: " + ", ".join(f"{p['label']} {p['probability'] * 100:.1f}%" for p in r["top"]))
     return EXIT_OK
 
 

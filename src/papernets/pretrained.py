@@ -8,15 +8,34 @@ Each model's ``PretrainedSource.convert`` renames keys; the helpers below cover 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from papernets.registry import ModelConfigError, ModelEntry
+from papernets.errors import ModelConfigError
 
-__all__ = ["load_pretrained", "reference_model", "rename_keys", "map_by_order", "adapt_input_conv"]
+__all__ = ["PretrainedSource", "load_pretrained", "reference_model", "rename_keys", "map_by_order", "adapt_input_conv"]
+
+
+@dataclass(frozen=True)
+class PretrainedSource:
+    """Where equivalent weights live in another library, and how to map their state dict onto ours.
+
+    ``library`` is ``"torchvision"`` or ``"timm"``; ``name`` the model name there; ``convert`` maps their state
+    dict to ours (it receives their state dict and our freshly built model); ``kwargs`` are extra keywords for
+    our builder so that the architecture matches theirs exactly (e.g. a torchvision-compatible variant).
+    """
+
+    library: str
+    name: str
+    convert: Callable[[dict[str, torch.Tensor], nn.Module], dict[str, torch.Tensor]]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    ref_kwargs: dict[str, Any] = field(default_factory=dict)
+
 
 
 def rename_keys(state: dict[str, torch.Tensor], rules: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
@@ -95,7 +114,9 @@ def _fetch_state_dict(library: str, name: str) -> dict[str, torch.Tensor]:
 
 
 def load_pretrained(
-    entry: ModelEntry,
+    name: str,
+    builder: Callable[..., nn.Module],
+    sources: dict[str, PretrainedSource],
     num_classes: int,
     in_chans: int,
     img_size: int,
@@ -104,12 +125,12 @@ def load_pretrained(
     kwargs: dict[str, Any],
 ) -> nn.Module:
     library = "torchvision" if pretrained is True else str(pretrained)
-    if library not in entry.pretrained:
-        have = ", ".join(sorted(entry.pretrained)) or "none"
+    if library not in sources:
+        have = ", ".join(sorted(sources)) or "none"
         raise ModelConfigError(
-            f"{entry.name} has no {library!r} weights to import; available sources: {have}."
+            f"{name} has no {library!r} weights to import; available sources: {have}."
         )
-    source = entry.pretrained[library]
+    source = sources[library]
     if pretrained_file is not None:
         path = Path(pretrained_file)
         if not path.is_file():
@@ -121,7 +142,7 @@ def load_pretrained(
         state = _fetch_state_dict(library, source.name)
     # ImageNet weights belong to the ImageNet form: keep it at any image size unless told otherwise.
     build = {"small_input": False, **source.kwargs, **kwargs}
-    model = entry.builder(num_classes=1000, in_chans=3, img_size=img_size, **build)
+    model = builder(num_classes=1000, in_chans=3, img_size=img_size, **build)
     converted = source.convert(state, model)
     model.load_state_dict(converted, strict=True)
     if in_chans != 3:
@@ -129,7 +150,7 @@ def load_pretrained(
         with torch.no_grad():
             new = adapt_input_conv(first.weight.data, in_chans) if first.weight.dim() == 4 else None
         if new is None:
-            raise ModelConfigError(f"cannot adapt {entry.name}'s first layer to {in_chans} input channels.")
+            raise ModelConfigError(f"cannot adapt {name}'s first layer to {in_chans} input channels.")
         first.weight = nn.Parameter(new)
         if isinstance(first, nn.Conv2d):
             first.in_channels = in_chans

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import nn
 
 from papernets.errors import ModelConfigError, UnknownModelError
+from papernets.pretrained import PretrainedSource, load_pretrained
 
 __all__ = [
     "Paper",
@@ -47,22 +47,6 @@ class Paper:
     authors: str
     year: int
     url: str
-
-
-@dataclass(frozen=True)
-class PretrainedSource:
-    """Where equivalent weights live in another library, and how to map their state dict onto ours.
-
-    ``library`` is ``"torchvision"`` or ``"timm"``; ``name`` the model name there; ``convert`` maps their state
-    dict to ours (it receives their state dict and our freshly built model); ``kwargs`` are extra keywords for
-    our builder so that the architecture matches theirs exactly (e.g. a torchvision-compatible variant).
-    """
-
-    library: str
-    name: str
-    convert: Callable[[dict[str, torch.Tensor], nn.Module], dict[str, torch.Tensor]]
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    ref_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -137,13 +121,8 @@ def register_model(
     return wrap
 
 
-def _ensure_loaded() -> None:
-    from papernets import models  # noqa: F401  (importing registers every model)
-
-
 def resolve_name(name: str) -> str:
     """Return the registered name for ``name`` or one of its aliases; raise with close matches if unknown."""
-    _ensure_loaded()
     key = name.strip().lower().replace("-", "_")
     if key in _REGISTRY:
         return key
@@ -164,7 +143,6 @@ def get_entry(name: str) -> ModelEntry:
 
 def list_models(pattern: str = "*") -> list[str]:
     """Sorted registered model names matching an fnmatch ``pattern`` (aliases are not listed)."""
-    _ensure_loaded()
     return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern.lower()))
 
 
@@ -202,7 +180,6 @@ def create_model(
     if in_chans < 1:
         raise ModelConfigError(f"in_chans must be at least 1, got {in_chans}.")
     if pretrained:
-        from papernets.pretrained import load_pretrained
-
-        return load_pretrained(entry, num_classes, in_chans, img_size, pretrained, pretrained_file, kwargs)
+        return load_pretrained(entry.name, entry.builder, entry.pretrained, num_classes, in_chans, img_size,
+                               pretrained, pretrained_file, kwargs)
     return entry.builder(num_classes=num_classes, in_chans=in_chans, img_size=img_size, **kwargs)

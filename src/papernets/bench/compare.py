@@ -27,7 +27,8 @@ import torch
 import yaml
 from torch import nn
 
-from papernets.engine.speed import cpu_label, use_channels_last
+from papernets.engine.runtime import default_runtime
+from papernets.engine.speed import cpu_label
 from papernets.pretrained import reference_model
 from papernets.registry import create_model, get_entry, list_models
 
@@ -301,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, name in enumerate(names, 1):
         family = get_entry(name).family
         if args.channels_last == "auto":
-            modes = [use_channels_last(family, torch.device("cpu"))]
+            modes = [default_runtime(family, "cpu", training=False).channels_last]
         else:
             modes = {"on": [True], "off": [False], "both": [False, True]}[args.channels_last]
         size = max(args.image_size, IMAGENET_FORM_MIN_SIZE.get(family, 0))

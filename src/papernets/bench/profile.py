@@ -13,7 +13,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from papernets.config import TrainConfig
 from papernets.engine.counting import count_macs, count_params, meta_model_stats
+from papernets.engine.runtime import resolve_runtime
+from papernets.registry import create_model, get_entry
 
 __all__ = [
     "count_params",
@@ -149,16 +152,14 @@ def profile_model(
     channels_last: bool | None = None,
 ) -> ProfileResult:
     """Params and GMACs (per image) and, with ``timing``, training/inference img/s and training peak memory."""
-    from papernets.engine.speed import use_channels_last
-    from papernets.registry import create_model, get_entry
-
     entry = get_entry(name)
     size = img_size or entry.default_img_size
     device = torch.device(device)
     params, macs = meta_model_stats(entry.name, img_size=size, in_chans=in_chans, num_classes=num_classes)
     train_ips = infer_ips = peak = None
-    if channels_last is None:
-        channels_last = use_channels_last(entry.family, device)
+    # fp32 and eager, in the run's memory format unless told (the runtime's rule, as the trainer applies it)
+    channels_last = resolve_runtime(TrainConfig(amp="off", channels_last=channels_last), entry.family, device,
+                                    training=False).channels_last
     if timing:
 
         def build() -> tuple[nn.Module, torch.Tensor]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from papernets.bench.runner import Protocol
+    from papernets.bench.protocol import Protocol
 
 __all__ = ["CSV_COLUMNS", "sort_by_family", "table_columns", "markdown_table", "write_report"]
 
@@ -122,7 +122,7 @@ def markdown_table(records: list[dict[str, Any]], paper_schedule: bool) -> str:
 
 
 def _meta(protocol: Protocol, records: list[dict[str, Any]]) -> dict[str, Any]:
-    from papernets.engine.trainer import versions
+    from papernets.engine.rundir import versions
 
     devices = sorted({r["device"] for r in records if r.get("device")})
     return {

@@ -1,18 +1,8 @@
 """``papernets bench``: train every model of a protocol the same way, then tabulate, plot and report.
 
-A protocol is ``configs/bench/<name>.yaml`` (or any YAML file given by path)::
-
-    description: one line for the report
-    paper_schedule: true        # also run each row with only the schedule of its paper recipe
-    base: {data: ..., optim: ..., schedule: ..., train: ...}   # a config, the sections of a config file
-    models:                     # the default rows
-      - resnet18                # id = model name
-      - {id: resnet18_sam, model: resnet18, config: {optim: {sam: true}}}
-
-A row's config is the base, then the paper recipe where the base sets ``train.recipe: paper``, then the row's own
-``config``, then ``--set``. Each row trains through the ordinary ``Trainer`` into ``OUT/<protocol>/<row>/`` (a
-normal run directory, plus ``bench.json``, the row's record) and, with ``paper_schedule``, again into
-``OUT/<protocol>/<row>-paper_schedule/``.
+A protocol (``bench/protocol.py``) names the rows and the config of each. Each row trains through the ordinary
+``Trainer`` into ``OUT/<protocol>/<row>/`` (a normal run directory, plus ``bench.json``, the row's record) and,
+with ``paper_schedule``, again into ``OUT/<protocol>/<row>-paper_schedule/``.
 
 Out of memory (``torch.cuda.OutOfMemoryError``, or an error saying memory cannot be allocated): the micro-batch
 is halved and ``train.accum_steps`` doubled, so the effective batch, the data order and the schedule stay the
@@ -28,8 +18,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import difflib
-import fnmatch
 import gc
 import json
 import re
@@ -37,173 +25,35 @@ import shutil
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import yaml
+import torch
 
-from papernets.config import (
-    CONFIGS_DIR,
-    Config,
-    ConfigError,
-    ScheduleConfig,
-    apply_overrides,
-    config_from_dict,
-    load_config,
+from papernets.bench.profile import measure_throughput, peak_memory_mb
+from papernets.bench.protocol import (
+    PROTOCOLS_DIR,
+    SCHEDULE_SUFFIX,
+    Protocol,
+    Row,
+    available_protocols,
+    load_protocol,
+    paper_schedule_config,
+    row_config,
+    select_rows,
 )
+from papernets.bench.report import write_report
+from papernets.config import Config, load_config
+from papernets.engine.build import build_model, model_kwargs
+from papernets.engine.checkpoint import load_checkpoint
+from papernets.engine.counting import meta_model_stats
+from papernets.engine.distributed import resolve_device
+from papernets.engine.runtime import Runtime, resolve_runtime
+from papernets.engine.trainer import Trainer, TrainingInterrupted, config_from_checkpoint
+from papernets.registry import get_entry
 
 __all__ = ["PROTOCOLS_DIR", "Protocol", "Row", "available_protocols", "load_protocol", "select_rows", "row_config",
-           "paper_schedule_config", "is_out_of_memory", "run_bench"]
-
-PROTOCOLS_DIR = CONFIGS_DIR / "bench"
-SCHEDULE_SUFFIX = "-paper_schedule"
-_PROTOCOL_KEYS = {"description", "paper_schedule", "base", "models"}
-_ROW_KEYS = {"id", "model", "config"}
-_ROW_ID = re.compile(r"^[A-Za-z0-9_.+-]+$")
-
-
-@dataclass
-class Row:
-    id: str
-    model: str
-    config: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Protocol:
-    name: str
-    path: Path
-    description: str
-    base: dict[str, Any]
-    rows: list[Row]
-    paper_schedule: bool
-
-
-def available_protocols() -> list[str]:
-    return sorted(p.stem for p in PROTOCOLS_DIR.glob("*.yaml"))
-
-
-def _parse_row(item: Any, where: str) -> Row:
-    if isinstance(item, str):
-        return Row(item, item)
-    if not isinstance(item, dict):
-        raise ConfigError(f"{where}: a row must be a model name or a mapping with id, model, config; got {item!r}.")
-    unknown = set(item) - _ROW_KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown row keys {sorted(unknown)}; accepted: id, model, config.")
-    model = item.get("model") or item.get("id")
-    if not isinstance(model, str):
-        raise ConfigError(f"{where}: a row needs a model name (model: or id:), got {item!r}.")
-    config = item.get("config") or {}
-    if not isinstance(config, dict):
-        raise ConfigError(f"{where}: a row's config must be a mapping of config sections, got {config!r}.")
-    return Row(str(item.get("id") or model), model, config)
-
-
-def load_protocol(name: str) -> Protocol:
-    """The protocol ``configs/bench/<name>.yaml``, or the YAML file at path ``name``; ConfigError if unknown."""
-    path = Path(name)
-    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
-        path = PROTOCOLS_DIR / f"{name}.yaml"
-    if not path.is_file():
-        names = available_protocols()
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown bench protocol {name!r}.{hint} Available: {', '.join(names)} (configs/bench/), "
-                          f"or the path of a protocol YAML file.")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"protocol {str(path)!r} is not valid YAML: {exc}".splitlines()[0]) from exc
-    if not isinstance(raw, dict) or set(raw) - _PROTOCOL_KEYS:
-        bad = sorted(set(raw) - _PROTOCOL_KEYS) if isinstance(raw, dict) else raw
-        raise ConfigError(f"protocol {str(path)!r}: unknown keys {bad}; accepted: {', '.join(sorted(_PROTOCOL_KEYS))}.")
-    base = raw.get("base") or {}
-    config_from_dict(copy.deepcopy(base))  # a bad base config fails now, naming its key
-    rows = [_parse_row(item, f"protocol {path.name}") for item in raw.get("models") or []]
-    if not rows:
-        raise ConfigError(f"protocol {str(path)!r} lists no models.")
-    ids = [r.id for r in rows]
-    for r in rows:
-        if not _ROW_ID.match(r.id) or r.id.endswith(SCHEDULE_SUFFIX):
-            raise ConfigError(f"protocol {path.name}: row id {r.id!r} must be letters, digits and _ . + - (a folder "
-                              f"name), not ending in {SCHEDULE_SUFFIX}.")
-        if ids.count(r.id) > 1:
-            raise ConfigError(f"protocol {path.name}: row id {r.id!r} appears twice.")
-    paper_schedule = raw.get("paper_schedule", False)
-    if not isinstance(paper_schedule, bool):
-        raise ConfigError(f"protocol {path.name}: paper_schedule must be true or false, got {paper_schedule!r}.")
-    return Protocol(path.stem, path, str(raw.get("description") or path.stem), base, rows, paper_schedule)
-
-
-def select_rows(protocol: Protocol, models: str | None) -> list[Row]:
-    """The protocol's rows narrowed or widened by ``--models``: a comma list of row ids, model names and fnmatch
-    patterns. An item that matches rows of the protocol selects them; one that matches none selects the registered
-    models it names or matches (new rows: the model with the base config)."""
-    from papernets.registry import UnknownModelError, list_models, resolve_name
-
-    if not models:
-        return list(protocol.rows)
-    chosen: dict[str, Row] = {}
-    for item in (m.strip() for m in models.split(",")):
-        if not item:
-            continue
-        hits = [r for r in protocol.rows if fnmatch.fnmatchcase(r.id, item)]
-        if not hits:
-            try:
-                names = list_models(item) if any(c in item for c in "*?[") else [resolve_name(item)]
-            except UnknownModelError:
-                names = []
-            if not names:
-                close = difflib.get_close_matches(item, [r.id for r in protocol.rows] + list_models(), n=3)
-                hint = f" Close matches: {', '.join(close)}." if close else ""
-                raise ConfigError(f"--models: {item!r} is neither a row of protocol {protocol.name!r} nor a registered "
-                                  f"model (see `papernets models`).{hint}")
-            hits = [Row(n, n) for n in names]
-        for r in hits:
-            chosen.setdefault(r.id, r)
-    if not chosen:
-        raise ConfigError(f"--models {models!r} selects no rows; give row ids, model names or patterns.")
-    return list(chosen.values())
-
-
-def row_config(protocol: Protocol, row: Row, overrides: list[str] | None = None) -> tuple[Config, str | None]:
-    """A row's config, in order: the protocol's base, the paper recipe (if the base asks for it), the row's config,
-    ``overrides`` (``section.key=value``); and the recipe's line (None without one)."""
-    from papernets.optim.recipes import apply_recipe
-    from papernets.registry import get_entry
-
-    base = config_from_dict(copy.deepcopy(protocol.base))
-    base.model.name = get_entry(row.model).name
-    if base.output.name is not None:
-        raise ConfigError(f"protocol {protocol.name}: output.name is chosen by the bench (the row id); remove it.")
-
-    def layered(cfg: Config) -> Config:
-        return apply_overrides(config_from_dict(copy.deepcopy(row.config), base=cfg), overrides or [])
-
-    cfg = layered(copy.deepcopy(base))
-    if not cfg.train.recipe:
-        return cfg, None
-    with_recipe, source = apply_recipe(cfg, base=base)
-    cfg = layered(with_recipe)
-    cfg.train.recipe = None
-    return cfg, source
-
-
-def paper_schedule_config(cfg: Config) -> tuple[Config, str]:
-    """``cfg`` with only the schedule section of its model's paper recipe, scaled to the run's epochs and batch as
-    ``--recipe paper`` scales it (``recipes.recipe_overrides``); and a line naming it."""
-    from papernets.optim.recipes import recipe_overrides
-
-    overrides, source = recipe_overrides(cfg.model.name, cfg.train.epochs, cfg.train.batch_size)
-    if "schedule" not in overrides:
-        raise ConfigError(f"the paper recipe of {cfg.model.name} has no schedule section.")
-    out = copy.deepcopy(cfg)
-    out.schedule = ScheduleConfig()
-    out = config_from_dict({"schedule": overrides["schedule"]}, base=out)
-    return out, f"schedule of {source}"
-
+           "paper_schedule_config", "is_out_of_memory", "run_bench", "describe_config"]
 
 # ------------------------------------------------------------------------------------------- out of memory
 
@@ -214,8 +64,6 @@ _OOM_TEXT = re.compile(r"out of memory|can(no|')t allocate memory|cannot allocat
 def is_out_of_memory(exc: BaseException) -> bool:
     """``torch.cuda.OutOfMemoryError``, ``MemoryError``, or a RuntimeError whose message says memory could not be
     allocated (PyTorch's CPU allocator: "DefaultCPUAllocator: can't allocate memory")."""
-    import torch
-
     if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError):
         return True
     return isinstance(exc, RuntimeError) and bool(_OOM_TEXT.search(str(exc)))
@@ -228,8 +76,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _free_memory() -> None:
-    import torch
-
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -253,8 +99,6 @@ def _halved(cfg: Config) -> Config | None:
 def train_run(cfg: Config, run_dir: Path, recipe: str | None, log: IO[str]) -> tuple[dict[str, Any], Config, Any]:
     """Train ``cfg`` into ``run_dir`` (resuming its ``last.pt``; kept as is when it has ``summary.json``), halving
     the micro-batch on out-of-memory errors. Returns (summary, the config that ran, the trainer or None)."""
-    from papernets.engine.checkpoint import load_checkpoint
-    from papernets.engine.trainer import Trainer, TrainingInterrupted, config_from_checkpoint
 
     if (run_dir / "summary.json").is_file():
         return json.loads((run_dir / "summary.json").read_text()), load_config(run_dir / "config.yaml"), None
@@ -302,21 +146,12 @@ def train_run(cfg: Config, run_dir: Path, recipe: str | None, log: IO[str]) -> t
 def profile_row(cfg: Config, in_chans: int, num_classes: int, steps: int = 5) -> dict[str, Any]:
     """Inference img/s (eval batch) and the peak memory of one training step (SGD, at the micro-batch the run
     used), with ``bench/profile.py``'s meters; both batches halve on out-of-memory errors."""
-    import torch
-
-    from papernets.bench.profile import measure_throughput, peak_memory_mb
-    from papernets.engine.distributed import resolve_device
-    from papernets.engine.speed import use_channels_last
-    from papernets.engine.trainer import build_model
-    from papernets.registry import get_entry
 
     device = resolve_device(cfg.train.device)
     cfg = copy.deepcopy(cfg)
     cfg.model.pretrained = None
     size = cfg.data.image_size
-    channels_last = cfg.train.channels_last
-    if channels_last is None:
-        channels_last = use_channels_last(get_entry(cfg.model.name).family, device)
+    channels_last = resolve_runtime(cfg.train, get_entry(cfg.model.name).family, device, training=False).channels_last
 
     def build(batch: int):
         model = build_model(cfg, num_classes, in_chans).to(device)
@@ -359,9 +194,9 @@ def _metrics(run_dir: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
 
 
-def describe_config(cfg: Config, recipe: str | None = None, amp: str = "off", compiled: bool = False) -> str:
+def describe_config(cfg: Config, recipe: str | None = None, runtime: Runtime | None = None) -> str:
     """A short line: optimizer, learning rate, schedule, batch (with accumulation), regularization that is on, and
-    the speed options that change the arithmetic (``amp``: the autocast dtype the run used, "off" for fp32)."""
+    the speed options of the run's ``runtime`` that change the arithmetic (autocast, compilation)."""
     o, s, t = cfg.optim, cfg.schedule, cfg.train
     parts = [f"{o.name} lr {o.lr:.3g}" + (f" wd {o.weight_decay:g}" if o.weight_decay else "")
              + (" + " + ("ASAM" if o.sam_adaptive else "SAM") if o.sam else "")]
@@ -375,7 +210,8 @@ def describe_config(cfg: Config, recipe: str | None = None, amp: str = "off", co
                                     ("activation checkpointing", t.activation_checkpointing)) if on]
     if extras:
         parts.append(", ".join(extras))
-    speed = ([f"{amp} autocast"] if amp != "off" else []) + (["compiled"] if compiled else [])
+    rt = runtime
+    speed = ([f"{rt.amp} autocast"] if rt and rt.amp != "off" else []) + (["compiled"] if rt and rt.compile else [])
     if speed:
         parts.append(", ".join(speed))
     if recipe:
@@ -391,7 +227,6 @@ def _run_data(trainer: Any, run_dir: Path) -> tuple[int, int]:
     """(in_chans, num_classes) of a run: from its trainer, else from its checkpoint."""
     if trainer is not None:
         return trainer.cfg.model.in_chans or trainer.data.in_chans, trainer.num_classes
-    from papernets.engine.checkpoint import load_checkpoint
 
     data = load_checkpoint(run_dir, prefer="best")["data"]
     return data["in_chans"], data["num_classes"]
@@ -399,9 +234,6 @@ def _run_data(trainer: Any, run_dir: Path) -> tuple[int, int]:
 
 def bench_row(protocol: Protocol, row: Row, out: Path, overrides: list[str], log: IO[str]) -> dict[str, Any]:
     """Train (or resume) one row, its paper-schedule run, profile it; return its record (also bench.json)."""
-    from papernets.bench.profile import meta_model_stats
-    from papernets.engine.trainer import TrainingInterrupted
-    from papernets.registry import get_entry
 
     entry = get_entry(row.model)
     run_dir = out / protocol.name / row.id
@@ -426,7 +258,7 @@ def bench_row(protocol: Protocol, row: Row, out: Path, overrides: list[str], log
             wall_time_s=summary["wall_time_s"], epochs=summary["epochs"], batch_size=used.train.batch_size,
             accum_steps=used.train.accum_steps, micro_batch=used.train.batch_size // used.train.accum_steps,
             device=summary["device"], schedule=used.schedule.name,
-            configuration=describe_config(used, recipe, summary.get("amp", "off"), summary.get("compile", False)),
+            configuration=describe_config(used, recipe, Runtime.from_dict(summary)),
             dataset=summary["dataset"], curves=[{k: r.get(k) for k in ("epoch", "train_acc", "val_acc")}
                                                 for r in history],
         )
@@ -457,7 +289,7 @@ def bench_row(protocol: Protocol, row: Row, out: Path, overrides: list[str], log
             chans, classes = _dataset_shape(base.data.name)
             chans, classes = base.model.in_chans or chans, base.model.num_classes or classes
             params, macs = meta_model_stats(entry.name, img_size=base.data.image_size, in_chans=chans,
-                                            num_classes=classes, **base.model.kwargs)
+                                            num_classes=classes, **model_kwargs(base))
             rec.update(params=params, gmacs=macs / 1e9, gflops=2 * macs / 1e9,
                        input=_input_label(chans, base.data.image_size), batch_size=base.train.batch_size,
                        configuration=describe_config(base))
@@ -478,7 +310,6 @@ def _dataset_shape(name: str) -> tuple[int, int]:
 
 def _paper_schedule_column(rec: dict[str, Any], protocol: Protocol, row: Row, out: Path, overrides: list[str],
                            log: IO[str]) -> dict[str, Any]:
-    from papernets.engine.trainer import TrainingInterrupted
 
     if rec["status"] != "ok":
         return {"paper_schedule_error": "not run: the row failed"}
@@ -525,7 +356,6 @@ def run_bench(
 ) -> list[dict[str, Any]]:
     """Bench ``rows`` (kept, resumed or trained), writing the tables after each and the plots and HTML report at
     the end; return their records."""
-    from papernets.bench.report import write_report
 
     overrides = list(overrides or [])
     for row in rows:  # a bad --set or row config is a usage error before anything trains

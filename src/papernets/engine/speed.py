@@ -1,4 +1,6 @@
-"""Speed defaults chosen by measurement (see the README's "Speed" section for the figures behind them)."""
+"""Speed defaults chosen by measurement (the lists live in ``configs/defaults/speed.yaml``, each with the
+measurement behind it; ``docs/speed.md`` gives the figures), and activation checkpointing. ``engine/runtime.py``
+applies them."""
 
 from __future__ import annotations
 
@@ -8,25 +10,20 @@ import re
 from pathlib import Path
 
 import torch
+import yaml
 from torch import nn
 
-# One model per family, the one the benchmark's default list trains (or the family's smallest common member):
-# the models that benchmarks/memory_format.py and benchmarks/speed_options.py measure for the defaults below.
-FAMILY_REPRESENTATIVES: list[str] = [
-    "lenet5_bn", "alexnet", "vgg16_bn", "nin", "googlenet", "inception_v3", "resnet18", "resnext50_32x4d",
-    "seresnet18", "densenet40_k12", "darknet53", "xception", "mobilenet_v1", "mobilenet_v2", "squeezenet1_1",
-    "shufflenet_v1_g3", "shufflenet_v2_x1_0", "efficientnet_b0", "efficientnet_v2_s", "vit_s_16", "mixer_s_16",
-    "resmlp_12", "gmlp_s_16",
-]
+from papernets.config import CONFIGS_DIR
 
-# Families whose training step measured at least 5% faster in channels_last on the CPU, by
-# `python benchmarks/memory_format.py --out docs/results/memory_format.md` (batch 128 at 28x28x1, small-image
-# forms; figures in that file). Every convolutional family but AlexNet gained (x1.12 to x1.82, depthwise networks
-# the most); AlexNet (x0.98), ViT (x0.98), MLP-Mixer (x1.01) and gMLP (x0.95) did not. ResMLP measured x1.06.
-CHANNELS_LAST_CPU_FAMILIES: frozenset[str] = frozenset({
-    "darknet", "densenet", "efficientnet", "efficientnet_v2", "googlenet", "inception", "lenet", "mobilenet", "nin",
-    "resmlp", "resnet", "resnext", "senet", "shufflenet", "squeezenet", "vgg", "xception",
-})
+_DEFAULTS = yaml.safe_load((CONFIGS_DIR / "defaults" / "speed.yaml").read_text())
+
+# The measured defaults (src/papernets/configs/defaults/speed.yaml says which measurement gave each list):
+FAMILY_REPRESENTATIVES: list[str] = list(_DEFAULTS["representatives"])
+CHANNELS_LAST_CPU_FAMILIES: frozenset[str] = frozenset(_DEFAULTS["channels_last_cpu"])
+BF16_CPU_FAMILIES: frozenset[str] = frozenset(_DEFAULTS["bf16_cpu"])
+COMPILE_CPU_FAMILIES: frozenset[str] = frozenset(_DEFAULTS["compile_cpu"])
+# The compile rule's premise: compile time is paid back within one epoch of this many images (Fashion-MNIST's).
+COMPILE_MIN_IMAGES: int = int(_DEFAULTS["compile_min_images"])
 
 
 def use_channels_last(family: str, device: torch.device) -> bool:
@@ -34,22 +31,6 @@ def use_channels_last(family: str, device: torch.device) -> bool:
     if device.type == "cuda":
         return True
     return family in CHANNELS_LAST_CPU_FAMILIES
-
-
-# The families trained under bf16 autocast by default on the CPU (``train.amp: auto``, where the CPU has bf16
-# instructions) and compiled by default (``train.compile`` unset), as measured by
-# `python benchmarks/speed_options.py --out docs/results/speed_options.md` (one model per family, batch 128 at
-# 28x28x1; figures in that file). bf16: every measured model of the family at least 10% faster, its loss after 30
-# Adam steps on Fashion-MNIST within 10% of fp32's and its accuracy at most 3 points below (x1.15 for MobileNetV1
-# to x2.80 for Xception). Not LeNet (x1.04), ShuffleNet (x1.03 and x0.83), ResNeXt (loss 13% above fp32's),
-# EfficientNetV2 (accuracy 6.6 points below) and gMLP (loss 14% below: not following fp32). Compile: at least 10%
-# faster and its cold compile time paid back within one epoch of 54,000 images, in a family that does not train in
-# bf16 (compile was timed on the fp32 step). A test keeps both sets within what the committed table accepts.
-BF16_CPU_FAMILIES: frozenset[str] = frozenset({
-    "alexnet", "darknet", "densenet", "efficientnet", "googlenet", "inception", "mlp_mixer", "mobilenet", "nin",
-    "resmlp", "resnet", "senet", "squeezenet", "vgg", "vit", "xception",
-})
-COMPILE_CPU_FAMILIES: frozenset[str] = frozenset({"efficientnet_v2", "gmlp", "resnext"})
 
 
 def cpu_supports_bf16() -> bool:
@@ -76,10 +57,6 @@ def cpu_label() -> str:
 def use_bf16(family: str, device: torch.device) -> bool:
     """Whether ``train.amp: auto`` trains a family under bf16 autocast on a CPU ``device``."""
     return device.type == "cpu" and family in BF16_CPU_FAMILIES and cpu_supports_bf16()
-
-
-# The rule's premise: compile time is paid back within one epoch of this many images (Fashion-MNIST's training split).
-COMPILE_MIN_IMAGES = 54_000
 
 
 def use_compile(family: str, device: torch.device, train_images: int = COMPILE_MIN_IMAGES,

@@ -35,9 +35,18 @@ from typing import Any
 
 import yaml
 
-from papernets.config import CONFIGS_DIR, Config, ConfigError, OptimConfig, ScheduleConfig, config_from_dict
+from papernets.config import (
+    CONFIGS_DIR,
+    Config,
+    ConfigError,
+    OptimConfig,
+    ScheduleConfig,
+    apply_overrides,
+    config_from_dict,
+)
 
-__all__ = ["RECIPES_DIR", "recipe_file", "load_recipe", "recipe_overrides", "apply_recipe", "world_size"]
+__all__ = ["RECIPES_DIR", "recipe_file", "load_recipe", "recipe_overrides", "apply_recipe", "resolve_config",
+           "world_size"]
 
 RECIPES_DIR = CONFIGS_DIR / "recipes"
 
@@ -159,3 +168,25 @@ def apply_recipe(cfg: Config, base: Config | None = None) -> tuple[Config, str]:
     out = config_from_dict(overrides, base=out)
     out.train.recipe = None
     return out, source
+
+
+def resolve_config(base: Config, raw: dict[str, Any], overrides: list[str]) -> tuple[Config, str | None]:
+    """The one config resolver of ``train``, ``schedule`` and ``bench``: ``base`` (a config file, or a bench
+    protocol's base), then the model's paper recipe where the layers above ask for it (``train.recipe: paper``),
+    then ``raw`` (command-line flags, or a bench row's config), then ``overrides`` (``--set section.key=value``).
+
+    The recipe is scaled to the epochs and batch size the run ends up with, so it is looked up after a first pass
+    through all the layers. Returns the config (``train.recipe`` cleared) and the recipe's line (None without)."""
+    from papernets.registry import get_entry
+
+    def layered(cfg: Config) -> Config:
+        return apply_overrides(config_from_dict(copy.deepcopy(raw), base=cfg), overrides)
+
+    cfg = layered(copy.deepcopy(base))
+    if not cfg.train.recipe:
+        return cfg, None
+    cfg.model.name = get_entry(cfg.model.name).name
+    with_recipe, source = apply_recipe(cfg, base=base)
+    cfg = layered(with_recipe)
+    cfg.train.recipe = None
+    return cfg, source

@@ -1,0 +1,154 @@
+"""Using a trained model: load a run or checkpoint, evaluate it on a split, predict images.
+
+``load_trained`` returns a ``TrainedModel``: the model in eval mode with the weights the run tested (``best.pt``
+of a run directory, its EMA where the run selected on it), in the runtime the run's evaluation used (memory
+format, autocast dtype, test-time flips), and the data facts the run saved (classes, channels, mean and std). Both
+``papernets eval`` and ``papernets predict`` go through it, and so do the benchmark scripts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from papernets.config import Config, config_from_dict
+from papernets.data import TensorLoader, load_dataset
+from papernets.data.datasets import IMAGE_EXTENSIONS
+from papernets.data.transforms import preprocess_pil
+from papernets.engine.build import build_model
+from papernets.engine.checkpoint import load_checkpoint
+from papernets.engine.distributed import DistInfo
+from papernets.engine.evaluation import evaluate
+from papernets.engine.runtime import Runtime, resolve_runtime
+from papernets.errors import CheckpointError, UsageError
+from papernets.registry import get_entry
+
+__all__ = ["TrainedModel", "load_trained", "evaluate_split", "image_files", "predict_images"]
+
+
+@dataclass
+class TrainedModel:
+    model: nn.Module  # eval mode, on runtime.device, in its memory format
+    cfg: Config  # the run's resolved config
+    ckpt: dict[str, Any]  # the checkpoint as read (its "path" says which file)
+    runtime: Runtime
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """What the run saved of its dataset: name, classes, in_chans, native_size, mean, std, num_classes."""
+        return self.ckpt["data"]
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.data["classes"])
+
+    def preprocess(self, img: Any) -> torch.Tensor:
+        """One PIL image as a batch of one, prepared as the run's evaluation batches were."""
+        d = self.data
+        x = preprocess_pil(img, d["in_chans"], d["native_size"], self.cfg.data.image_size, tuple(d["mean"]),
+                           tuple(d["std"])).to(self.runtime.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.runtime.channels_last else x
+
+    @torch.inference_mode()
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (fp32) as the run's evaluation computed them: its autocast dtype and test-time flips."""
+        with self.runtime.autocast():
+            out = self.model(x).float()
+            if self.cfg.train.tta_flip:  # averaged with the mirror image's logits
+                out = (out + self.model(x.flip(-1)).float()) / 2
+        return out
+
+
+def load_trained(checkpoint: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
+    """The model of a checkpoint file or run directory (its ``best.pt``, else ``last.pt``: the weights whose test
+    accuracy the run reported), ready to evaluate on ``device``."""
+    ckpt = load_checkpoint(checkpoint, prefer="best")
+    if not all(k in ckpt for k in ("config", "data", "model")):
+        raise CheckpointError(f"{ckpt['path']!r} holds no trained run (its config, data or weights are missing).")
+    cfg = config_from_dict(ckpt["config"])
+    cfg.model.pretrained = None
+    data = ckpt["data"]
+    model = build_model(cfg, data["num_classes"], data["in_chans"])
+    weights = ckpt["model"]
+    if cfg.train.select_best_on == "ema" and ckpt.get("ema") is not None:
+        weights = ckpt["ema"]  # the run selected and tested its EMA weights
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {str(checkpoint)!r} does not match its model {cfg.model.name}.") from exc
+    runtime = resolve_runtime(cfg.train, get_entry(cfg.model.name).family, torch.device(device), training=False)
+    model.to(runtime.device).eval()
+    if runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return TrainedModel(model, cfg, ckpt, runtime)
+
+
+def evaluate_split(
+    trained: TrainedModel, dataset: str | None = None, data_root: str | None = None, split: str = "test",
+    limit: int | None = None, batch_size: int = 256,
+) -> dict[str, Any]:
+    """Top-1, top-5 and loss of ``trained`` on a split of its dataset (or of another with the same classes and
+    channels), evaluated as the run evaluated."""
+    cfg, saved = trained.cfg, trained.data
+    name = dataset or cfg.data.name
+    root = data_root if data_root is not None else (cfg.data.root if name == cfg.data.name else None)
+    d = cfg.data
+    data = load_dataset(name, root, d.val_fraction, limit, False, d.split_seed, d.image_size)
+    if data.num_classes != saved["num_classes"] or data.in_chans != saved["in_chans"]:
+        raise UsageError(f"dataset {name!r} has {data.num_classes} classes and {data.in_chans} channels; the "
+                         f"checkpoint's model expects {saved['num_classes']} and {saved['in_chans']}.")
+    x, y = {"test": (data.test_x, data.test_y), "val": (data.val_x, data.val_y),
+            "train": (data.train_x, data.train_y)}[split]
+    if len(x) == 0:
+        raise UsageError(f"the {split} split of {name!r} is empty.")
+    rt = trained.runtime
+    loader = TensorLoader(x, y, batch_size, d.image_size, tuple(saved["mean"]), tuple(saved["std"]), train=False,
+                          device=rt.device, channels_last=rt.channels_last)
+    result = evaluate(trained.model, loader, DistInfo(0, 1, 0, rt.device), rt.amp_dtype, flip=cfg.train.tta_flip)
+    return {"checkpoint": trained.ckpt["path"], "model": cfg.model.name, "dataset": name, "split": split,
+            "images": int(result["images"]), "top1": result["acc"], "top5": result["top5"], "loss": result["loss"]}
+
+
+def image_files(items: list[str]) -> list[Path]:
+    """The image files named, folders searched recursively for images."""
+    files: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise UsageError(f"no images in folder {item!r}.")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise UsageError(f"image {item!r} does not exist.")
+    return files
+
+
+def predict_images(trained: TrainedModel, items: list[str], top_k: int = 3) -> list[dict[str, Any]]:
+    """The ``top_k`` labels and probabilities of each image (files or folders of images)."""
+    from PIL import Image, UnidentifiedImageError
+
+    classes = trained.classes
+    if top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, got {top_k}.")
+    if top_k > len(classes):
+        raise UsageError(f"--top-k {top_k} is more than the model's {len(classes)} classes; use --top-k 1 to "
+                         f"{len(classes)}.")
+    results = []
+    for path in image_files(items):
+        try:
+            with Image.open(path) as img:
+                img.load()
+                x = trained.preprocess(img)
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            raise UsageError(f"cannot read image {str(path)!r}: {exc}") from exc
+        top = trained.logits(x).softmax(dim=1)[0].topk(top_k)
+        results.append({"image": str(path), "top": [{"label": classes[i], "probability": float(p)}
+                                                    for p, i in zip(top.values, top.indices, strict=True)]})
+    return results

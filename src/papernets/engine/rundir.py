@@ -1,0 +1,89 @@
+"""The run directory: what a run leaves behind, and in which form.
+
+    config.yaml      the resolved config (``--config`` with it repeats the run)
+    metrics.csv      one row per epoch (METRIC_COLUMNS, then EMA_COLUMNS and PROGRESSIVE_COLUMNS when on)
+    summary.json     test accuracy of the tested weights, params, MACs, wall time, runtime, host, versions
+    checkpoints/     last.pt and best.pt (``engine/checkpoint.py``)
+    plots/           accuracy.png and loss.png
+
+Only process 0 of a ``torchrun`` job writes; files are replaced atomically (written aside, then renamed).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from papernets._version import __version__
+from papernets.config import Config, config_to_dict
+from papernets.engine.plots import plot_curves
+from papernets.engine.speed import cpu_label
+
+__all__ = ["METRIC_COLUMNS", "TIMING_COLUMNS", "EMA_COLUMNS", "PROGRESSIVE_COLUMNS", "host", "versions",
+           "write_config", "write_metrics", "write_summary", "write_plots"]
+
+METRIC_COLUMNS = [
+    "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s", "train_img_per_s", "wall_time_s",
+]
+# The columns that measure time (they differ between two runs of the same config; the others repeat exactly).
+# epoch_time_s: the epoch's training steps; wall_time_s: the run's time so far, at the end of the epoch's validation.
+TIMING_COLUMNS = ["epoch_time_s", "train_img_per_s", "wall_time_s"]
+EMA_COLUMNS = ["ema_val_loss", "ema_val_acc"]  # added when train.ema is on
+PROGRESSIVE_COLUMNS = ["image_size", "randaugment_magnitude", "mixup_alpha", "dropout"]  # train.progressive
+
+
+def host(device: torch.device) -> dict[str, Any]:
+    """The machine a run trained on (rank 0's), as timings depend on it: CPU model and bf16 instructions, threads
+    per process, and the GPU where there is one."""
+    return {"cpu": cpu_label(), "threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+
+
+def versions() -> dict[str, str]:
+    import torchvision
+
+    return {
+        "papernets": __version__,
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
+        "python": platform.python_version(),
+    }
+
+
+def _replace(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def write_config(run_dir: Path, cfg: Config, recipe: str | None) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    header = (f"# The paper recipe was applied: {recipe}.\n# This is the resolved config (train.recipe: null), so "
+              "--config with this file repeats the run.\n") if recipe else ""
+    _replace(run_dir / "config.yaml", header + yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def write_metrics(run_dir: Path, history: list[dict[str, float]], columns: list[str]) -> None:
+    path = run_dir / "metrics.csv"
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) and k == "lr" else v) for k, v in row.items()})
+    tmp.replace(path)
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    _replace(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+
+
+def write_plots(run_dir: Path, history: list[dict[str, float]], title: str) -> None:
+    if history:
+        plot_curves(history, run_dir / "plots", title)
