@@ -1,43 +1,66 @@
-"""Regenerate the README's model table from the registry (`papernets models --markdown`)."""
+"""Regenerate the tables between markers in the README and the docs pages.
+
+- ``docs/models.md``, ``<!-- models:start -->``: the model table, from the registry (``papernets models
+  --markdown``);
+- ``docs/benchmark.md``, ``<!-- bench:start -->``: the fashion-quick table, copied from
+  ``docs/results/fashion-quick.md`` (what ``papernets bench --protocol fashion-quick`` wrote);
+- ``README.md``, ``<!-- fast:start -->``: the time-to-accuracy table, the README's headline, copied from
+  ``docs/results/fashion-mnist-fast.md`` (what ``python benchmarks/time_to_accuracy.py`` wrote).
+
+``tests/test_readme.py`` fails while any of them is stale.
+"""
 
 import re
 from pathlib import Path
 
 from papernets.bench.zoo import model_rows, models_markdown
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+MODELS_PAGE = ROOT / "docs" / "models.md"
+BENCH_PAGE = ROOT / "docs" / "benchmark.md"
+RESULTS = ROOT / "docs" / "results"
 
-text = README.read_text()
-table = models_markdown(model_rows(small=True))
-note = ("Params and GMACs are counted by `papernets models --markdown` (meta device, no weights allocated); "
-        "\"ImageNet\" is 1000 classes, RGB, at the listed input size; 28x28x1 uses the small-image form.")
-new = re.sub(r"<!-- models:start -->.*<!-- models:end -->",
-             f"<!-- models:start -->\n{note}\n\n{table}\n<!-- models:end -->", text, flags=re.S)
-README.write_text(new)
-print(f"README model table: {table.count(chr(10)) - 1} models")
+MODELS_NOTE = ("Params and GMACs are counted by `papernets models --markdown` (meta device, no weights allocated); "
+               "\"ImageNet\" is 1000 classes, RGB, at the listed input size; 28x28x1 uses the small-image form.")
 
 
+def replace_block(page: Path, marker: str, body: str) -> None:
+    """Put ``body`` between ``<!-- marker:start -->`` and ``<!-- marker:end -->`` of ``page``."""
+    text = page.read_text()
+    pattern = rf"<!-- {marker}:start -->.*<!-- {marker}:end -->"
+    if not re.search(pattern, text, flags=re.S):
+        raise SystemExit(f"{page} lost its <!-- {marker}:start --> ... <!-- {marker}:end --> markers")
+    page.write_text(re.sub(pattern, lambda _: f"<!-- {marker}:start -->\n{body}<!-- {marker}:end -->", text,
+                           flags=re.S))
 
-def copy_measured(marker: str, measured: Path, extra: str) -> int:
-    """Copy the header line, the table (and the summary line under it) of ``measured`` between the README's
-    ``<!-- marker:start -->`` and ``<!-- marker:end -->``; return the number of table rows."""
+
+def measured_block(measured: Path, extra: str = "") -> tuple[str, int]:
+    """The header line, the table (and the summary line under it) of ``measured``, then ``extra``; and the number
+    of table rows."""
     lines = measured.read_text().splitlines()
     table = "\n".join(line for line in lines if line.startswith("|"))
     header = next(line for line in lines if line.startswith("Written by"))
     summary = "".join(f"\n\n{line}" for line in lines if line.startswith("Test accuracy: mean"))
-    text = README.read_text()
-    new = re.sub(rf"<!-- {marker}:start -->.*<!-- {marker}:end -->",
-                 lambda _: f"<!-- {marker}:start -->\n{header}\n\n{table}{summary}\n{extra}<!-- {marker}:end -->",
-                 text, flags=re.S)
-    README.write_text(new)
-    return table.count("\n") - 1
+    return f"{header}\n\n{table}{summary}\n{extra}", table.count("\n") - 1
 
 
-results = README.parent / "docs" / "results"
-# The measured fashion-quick table, copied from what `papernets bench --protocol fashion-quick` wrote.
-rows = copy_measured("bench", results / "fashion-quick.md",
-                     "\n![fashion-quick: test accuracy against GMACs](docs/results/fashion-quick_acc_vs_gmacs.png)\n")
-print(f"README bench table: {rows} rows")
-# The fast recipe's seeds, copied from what `python benchmarks/time_to_accuracy.py` wrote.
-rows = copy_measured("fast", results / "fashion-mnist-fast.md", "")
-print(f"README time-to-accuracy table: {rows} seeds")
+def main() -> None:
+    table = models_markdown(model_rows(small=True))
+    replace_block(MODELS_PAGE, "models", f"{MODELS_NOTE}\n\n{table}\n")
+    print(f"{MODELS_PAGE.relative_to(ROOT)} model table: {table.count(chr(10)) - 1} models")
+
+    # The measured fashion-quick table, copied from what `papernets bench --protocol fashion-quick` wrote.
+    plot = "![fashion-quick: test accuracy against GMACs](results/fashion-quick_acc_vs_gmacs.png)"
+    body, rows = measured_block(RESULTS / "fashion-quick.md", f"\n{plot}\n")
+    replace_block(BENCH_PAGE, "bench", body)
+    print(f"{BENCH_PAGE.relative_to(ROOT)} bench table: {rows} rows")
+
+    # The fast recipe's seeds, copied from what `python benchmarks/time_to_accuracy.py` wrote: the README's headline.
+    body, rows = measured_block(RESULTS / "fashion-mnist-fast.md")
+    replace_block(README, "fast", body)
+    print(f"README time-to-accuracy table: {rows} seeds")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,37 +1,134 @@
-"""The README's model table is the registry's, as `papernets models --markdown` prints it."""
+"""The README and the docs pages: short, linked, their generated tables current, their Python example true.
 
+The generated tables (written by `python scripts/update_readme.py`): the model table in docs/models.md is the
+registry's, as `papernets models --markdown` prints it; the fashion-quick table in docs/benchmark.md and the
+time-to-accuracy table in the README are the measured ones in docs/results/.
+"""
+
+import ast
 import re
 from pathlib import Path
 
+import pytest
+import torch
+
 from papernets.bench.zoo import model_rows, models_markdown
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+while not (ROOT / "README.md").is_file() and ROOT != ROOT.parent:  # tests/ or a folder below it
+    ROOT = ROOT.parent
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+PAGES = sorted(DOCS.glob("*.md"))
+STALE = "is stale: run `python scripts/update_readme.py`"
 
 
-def test_readme_model_table_matches_the_registry():
-    block = re.search(r"<!-- models:start -->(.*)<!-- models:end -->", README.read_text(), flags=re.S)
-    assert block, "README.md lost its <!-- models:start --> ... <!-- models:end --> markers"
+def _block(page: Path, marker: str) -> str:
+    block = re.search(rf"<!-- {marker}:start -->(.*)<!-- {marker}:end -->", page.read_text(), flags=re.S)
+    assert block, f"{page.name} lost its <!-- {marker}:start --> ... <!-- {marker}:end --> markers"
+    return block.group(1)
+
+
+def test_model_table_matches_the_registry():
     table = models_markdown(model_rows(small=True))
-    assert table in block.group(1), "README model table is stale: run `python scripts/update_readme.py`"
+    assert table.count("\n") - 1 == 90, "the docs and the README say 90 registered models"
+    assert table in _block(DOCS / "models.md", "models"), f"docs/models.md model table {STALE}"
 
 
-def test_readme_bench_table_is_the_measured_one():
-    block = re.search(r"<!-- bench:start -->(.*)<!-- bench:end -->", README.read_text(), flags=re.S)
-    assert block, "README.md lost its <!-- bench:start --> ... <!-- bench:end --> markers"
-    measured = README.parent / "docs" / "results" / "fashion-quick.md"
+def test_bench_table_is_the_measured_one_and_says_it_is_a_smoke_test():
+    page = DOCS / "benchmark.md"
+    block = _block(page, "bench")
+    measured = DOCS / "results" / "fashion-quick.md"
     rows = [line for line in measured.read_text().splitlines() if line.startswith("|")]
     assert len(rows) == 2 + 23, "docs/results/fashion-quick.md should hold the 23 default rows"
-    assert "\n".join(rows) in block.group(1), "README bench table is stale: run `python scripts/update_readme.py`"
-    assert "fashion-quick_acc_vs_gmacs.png" in block.group(1)
+    assert "\n".join(rows) in block, f"docs/benchmark.md bench table {STALE}"
+    assert "(results/fashion-quick_acc_vs_gmacs.png)" in block
     assert (measured.parent / "fashion-quick_acc_vs_gmacs.png").is_file()
+    caption = page.read_text().split("<!-- bench:start -->")[0]
+    assert "smoke test of the pipeline, not a ranking" in caption
 
 
-def test_readme_time_to_accuracy_table_is_the_measured_one():
-    block = re.search(r"<!-- fast:start -->(.*)<!-- fast:end -->", README.read_text(), flags=re.S)
-    assert block, "README.md lost its <!-- fast:start --> ... <!-- fast:end --> markers"
-    measured = (README.parent / "docs" / "results" / "fashion-mnist-fast.md").read_text().splitlines()
+def test_readme_headline_is_the_measured_time_to_accuracy_table():
+    block = _block(README, "fast")
+    measured = (DOCS / "results" / "fashion-mnist-fast.md").read_text().splitlines()
     rows = [line for line in measured if line.startswith("|")]
     summary = next(line for line in measured if line.startswith("Test accuracy: mean"))
     assert len(rows) >= 2 + 3, "docs/results/fashion-mnist-fast.md should hold at least 3 seeds"
-    assert "\n".join(rows) in block.group(1) and summary in block.group(1), \
-        "README time-to-accuracy table is stale: run `python scripts/update_readme.py`"
+    assert "\n".join(rows) in block and summary in block, f"README time-to-accuracy table {STALE}"
+    assert "(docs/results/fashion-mnist-fast.png)" in README.read_text()
+    assert "<!-- models:start -->" not in README.read_text() and "<!-- bench:start -->" not in README.read_text()
+
+
+def test_readme_is_short_and_starts_with_the_two_commands():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 250, "the README is for a newcomer: at most 250 lines, details go to docs/"
+    setup, tests = re.findall(r"```bash\n(.*?)\n```", text, flags=re.S)[:2]
+    assert setup == "bash scripts/setup.sh && .venv/bin/papernets train --config quickstart"
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line and not line.startswith(("#", "set ", "cd "))]
+    assert tests == " && ".join(ci) == "bash scripts/setup.sh && .venv/bin/python -m pytest", \
+        "the README's test command must be what .ci/run runs"
+
+
+def _strip_code(text: str) -> str:
+    text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    return re.sub(r"`[^`\n]*`", "", text)
+
+
+def _links(page: Path) -> list[str]:
+    return re.findall(r"\]\(([^)\s]+)\)", _strip_code(page.read_text()))
+
+
+def _anchors(page: Path) -> set[str]:
+    """GitHub's anchors for the headings of ``page``: lower case, punctuation dropped, spaces to hyphens."""
+    headings = re.findall(r"^#+ (.+)$", _strip_code(page.read_text()), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_docs_page_is_linked_from_the_readme():
+    linked = {(ROOT / link.split("#")[0]).resolve() for link in _links(README)}
+    assert PAGES, "docs/ has no pages"
+    missing = [page.name for page in PAGES if page.resolve() not in linked]
+    assert not missing, f"docs pages the README does not link to: {missing}"
+
+
+@pytest.mark.parametrize("page", [README, *PAGES], ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_relative_link_points_at_an_existing_file(page):
+    for link in _links(page):
+        if re.match(r"[a-z]+:", link):  # https:, mailto:
+            continue
+        path, _, anchor = link.partition("#")
+        target = (page.parent / path).resolve() if path else page
+        assert target.is_file(), f"{page.name}: the link {link!r} points at no file"
+        assert target.resolve().is_relative_to(ROOT), f"{page.name}: {link!r} points outside the repository"
+        if anchor and target.suffix == ".md":
+            assert anchor in _anchors(target), f"{page.name}: {link!r}: {target.name} has no heading #{anchor}"
+
+
+def test_no_page_points_outside_the_repository():
+    for page in [README, *PAGES]:
+        text = page.read_text()
+        assert "../shared" not in text and "REFERENCES.md" not in text and "DESIGN.md" not in text, page.name
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    """The README's Python block, run as written on a tiny run: the synthetic dataset, 64 images, LeNet-5-BN."""
+    code = re.search(r"```python\n(.*?)```", README.read_text(), flags=re.S).group(1)
+    assert len([line for line in code.splitlines() if line and not line.startswith(("import", "from"))]) <= 5
+    given = '["train.epochs=1"]'
+    assert code.count(given) == 1, "the README's example changed: update this test's substitution"
+    tiny = code.replace(given, '["train.epochs=1", "data.name=synthetic", "data.limit=64", "train.batch_size=32", '
+                               '"model.name=lenet5_bn", "output.plots=false"]')
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(tiny, "README.md", "exec"), scope)
+    summary = scope["summary"]
+    assert 0.0 <= summary["test_acc"] <= 1.0 and (tmp_path / "runs" / "from-python" / "summary.json").is_file()
+    assert scope["model"](torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    for line in code.splitlines():  # a comment that is a Python literal is the value of its line
+        expr, _, comment = line.partition("#")
+        try:
+            expected = ast.literal_eval(comment.strip())
+        except (ValueError, SyntaxError):
+            continue
+        assert eval(expr, scope) == expected, f"README: {line.strip()!r} is not true"
