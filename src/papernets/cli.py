@@ -363,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list models: paper, year, params, GMACs")
     m.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'resnet*'")
     m.add_argument("--json", action="store_true")
-    m.add_argument("--markdown", action="store_true", help="the README's table (adds 28x28 grayscale figures)")
+    m.add_argument("--markdown", action="store_true", help="the table of docs/models.md (adds 28x28 grayscale figures)")
     m.set_defaults(func=cmd_models)
 
     pr = sub.add_parser("profile", help="params, GMACs, GFLOPs, img/s and peak memory of a model")

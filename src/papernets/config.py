@@ -38,7 +38,7 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     name: str = "fashion-mnist"
-    root: str | None = None  # None: well-known locations (see README)
+    root: str | None = None  # None: well-known locations (see docs/datasets.md)
     image_size: int = 224
     val_fraction: float = 0.1
     limit: int | None = None  # cap every split at this many images (quick runs)

@@ -26,7 +26,7 @@ def model_rows(pattern: str = "*", small: bool = False) -> list[dict[str, Any]]:
 
 
 def models_markdown(rows: list[dict[str, Any]]) -> str:
-    """The README's model table."""
+    """The model table of docs/models.md."""
     lines = [
         "| model | paper | year | params (ImageNet) | GMACs (ImageNet) | input | params (28x28x1, 10 cl.) "
         "| GMACs (28x28x1) | min size | weights from |",
