@@ -126,14 +126,14 @@ def test_progressive_run_records_its_stages_and_resumes_mid_schedule_exactly(tmp
     assert full.model.drop_rate == pytest.approx(0.3)
 
     stopped = Trainer(copy.deepcopy(cfg), tmp_path / "stopped", stream=io.StringIO())
-    apply_stage = stopped._apply_stage
+    train_epoch = stopped.train_epoch
 
     def stop_in_stage_3(epoch):
-        apply_stage(epoch)
         if epoch == 2:
             stopped.stop_requested = True  # Ctrl-C during the third stage: saved at its first step
+        train_epoch(epoch)
 
-    stopped._apply_stage = stop_in_stage_3
+    stopped.train_epoch = stop_in_stage_3
     with pytest.raises(TrainingInterrupted):
         stopped.fit()
     ckpt = load_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.pt")

@@ -43,7 +43,9 @@ def test_trainer_default_follows_the_measurement(name, expected, tmp_path, fashi
     assert trainer.runtime.channels_last is expected
     assert trainer.train_loader.channels_last is trainer.val_loader.channels_last is expected
     cfg.train.channels_last = not expected  # an explicit setting wins
-    assert Trainer(cfg, tmp_path / "s", stream=io.StringIO()).channels_last is (not expected)
+    explicit = Trainer(cfg, tmp_path / "s", stream=io.StringIO()).runtime
+    assert explicit.channels_last is (not expected)
+    assert explicit.why["channels_last"] == f"train.channels_last={str(not expected).lower()}"
 
 
 def test_compare_speed_times_ours_and_the_reference(tmp_path):
@@ -405,10 +407,13 @@ def test_compile_default_needs_a_family_that_qualifies_a_long_enough_run_and_one
 
 def test_bench_configuration_names_the_autocast_dtype_and_compile():
     from papernets.bench.runner import describe_config, load_protocol, row_config
+    from papernets.engine.runtime import Runtime
 
     cfg = Config()
     assert "autocast" not in describe_config(cfg) and "compiled" not in describe_config(cfg)
-    assert "; bfloat16 autocast, compiled" in describe_config(cfg, amp="bfloat16", compiled=True)
+    runtime = Runtime(torch.device("cpu"), "bf16", True, True, False)
+    assert "; bf16 autocast, compiled" in describe_config(cfg, runtime=runtime)
+    assert Runtime.from_dict(runtime.as_dict()) == runtime  # summary.json keeps the runtime as data
     protocol = load_protocol("fashion-quick")  # the committed table's precision, whatever the CPU defaults
     assert row_config(protocol, protocol.rows[0])[0].train.amp == "off"
 
