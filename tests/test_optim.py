@@ -463,7 +463,7 @@ def test_rand_augment_is_per_image_torchvision_and_leaves_the_global_rng_alone()
     x = (torch.rand(24, 3, 16, 16) * 255).to(torch.uint8)
     with torch.random.fork_rng():
         torch.manual_seed(99)
-        reference = torch.stack([v2.RandAugment(2, 9)(img) for img in x])
+        reference = torch.stack([v2.RandAugment(2, 27)(img) for img in x])  # torchvision's bin 27 is level 9
     state = torch.get_rng_state()
     out = rand_augment(x, 2, 9, seed=99)
     assert torch.equal(torch.get_rng_state(), state)
@@ -554,3 +554,30 @@ def test_sam_run_interrupted_mid_epoch_resumes_bit_identically(tmp_path, fashion
     assert summary["tested_weights"].endswith("EMA") and summary["best_val_acc"] == max(
         r["ema_val_acc"] for r in a["history"])
     assert not any(torch.equal(a["model"][k], a["ema"][k]) for k in a["model"] if k.endswith("weight"))
+
+
+def test_rand_augment_magnitude_is_the_papers_level():
+    """Level m of the papers (10 the maximum) is torchvision's bin 3 m; above 10 the geometric ops go on growing
+    (EfficientNetV2's magnitude 15 rotates by up to 45 degrees), the others stay at their maximum."""
+    from papernets.data.augment import ra_value
+
+    space = v2.RandAugment()._AUGMENTATION_SPACE
+    assert ra_value(space, "Rotate", 10, 32, 32) == (30.0, True)
+    assert ra_value(space, "Rotate", 15, 32, 32)[0] == pytest.approx(45.0)
+    assert ra_value(space, "ShearX", 5, 32, 32)[0] == pytest.approx(0.15)
+    assert ra_value(space, "Brightness", 15, 32, 32)[0] == pytest.approx(0.9)
+    assert ra_value(space, "Posterize", 15, 32, 32)[0] == ra_value(space, "Posterize", 10, 32, 32)[0] == 4.0
+    assert ra_value(space, "Equalize", 9, 32, 32) == (0.0, False)
+
+
+def test_trivial_and_auto_augment_are_per_image_and_seeded():
+    from papernets.data.augment import auto_augment
+
+    x = (torch.rand(8, 3, 16, 16) * 255).to(torch.uint8)
+    for policy in ("trivialaugment", "autoaugment"):
+        state = torch.get_rng_state()
+        out = auto_augment(x, policy, seed=3)
+        assert torch.equal(torch.get_rng_state(), state) and out.shape == x.shape and out.dtype == torch.uint8
+        assert torch.equal(out, auto_augment(x, policy, seed=3)) and not torch.equal(out, x)
+    with pytest.raises(ValueError, match="trivialaugment"):
+        auto_augment(x, "randomaugment", seed=0)
