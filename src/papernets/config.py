@@ -43,12 +43,22 @@ class DataConfig:
     val_fraction: float = 0.1
     limit: int | None = None  # cap every split at this many images (quick runs)
     eval_limit: int | None = None  # cap validation and test at this many images instead (None: as limit)
-    augment: bool = True
+    augment: bool = True  # false: no crop, no flip, no RandAugment/TrivialAugment/AutoAugment
+    flip: bool | None = None  # horizontal flips in training; None: on, except for the digit datasets
     download: bool = False  # let torchvision download mnist/cifar into root
     split_seed: int = 0
     randaugment_ops: int = 0  # RandAugment: ops per image (Cubuk et al.'s N); 0: off
-    randaugment_magnitude: int = 9  # RandAugment magnitude M, 0..30 (torchvision's 31 bins)
+    randaugment_magnitude: float = 9  # RandAugment magnitude M on the papers' scale: 10 is each op's maximum
+    auto_augment: Literal["trivialaugment", "autoaugment"] | None = None  # a learned/random policy instead
     random_erasing: float = 0.0  # probability of erasing a random rectangle of each image (Zhong et al.)
+    pipeline: Literal["auto", "memory", "stream"] = "auto"  # auto: memory when the decoded folder fits the budget
+    memory_budget_gb: float | None = None  # None: a quarter of the machine's memory
+    workers: int | None = None  # stream pipeline: decoding processes; None: the usable cores
+    crop_pct: float = 0.875  # stream pipeline: evaluation resizes to image_size / crop_pct, then center-crops
+    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # stream: random-resized crop area
+    crop_ratio: list[float] = field(default_factory=lambda: [0.75, 1.3333333])  # stream: its aspect ratios
+    skip_bad_images: bool = False  # leave out (and count) image files that cannot be decoded
+    index_cache: str | None = None  # where folder indexes are cached; None: ~/.cache/papernets/index
 
 
 @dataclass
@@ -436,7 +446,21 @@ def _validate_regularization(cfg: Config) -> None:
     d, t = cfg.data, cfg.train
     _check(d.randaugment_ops >= 0, f"data.randaugment_ops must be >= 0, got {d.randaugment_ops}.")
     _check(0 <= d.randaugment_magnitude <= 30,
-           f"data.randaugment_magnitude must be in 0..30, got {d.randaugment_magnitude}.")
+           f"data.randaugment_magnitude must be in 0..30 (the papers' scale: 10 is each op's maximum), got "
+           f"{d.randaugment_magnitude}.")
+    _check(not (d.auto_augment and d.randaugment_ops), "data.auto_augment and data.randaugment_ops > 0 are two "
+           "augmentation policies; choose one.")
+    _check(0.0 < d.crop_pct <= 1.0, f"data.crop_pct must be in (0, 1], got {d.crop_pct}.")
+    _check(len(d.crop_scale) == 2 and 0.0 < d.crop_scale[0] <= d.crop_scale[1] <= 1.0,
+           f"data.crop_scale must be [min, max] area fractions with 0 < min <= max <= 1, got {d.crop_scale}.")
+    _check(len(d.crop_ratio) == 2 and 0.0 < d.crop_ratio[0] <= d.crop_ratio[1],
+           f"data.crop_ratio must be [min, max] aspect ratios with 0 < min <= max, got {d.crop_ratio}.")
+    _check(d.workers is None or d.workers >= 0, f"data.workers must be >= 0 or null, got {d.workers}.")
+    _check(d.memory_budget_gb is None or d.memory_budget_gb > 0,
+           f"data.memory_budget_gb must be positive or null, got {d.memory_budget_gb}.")
+    _check(d.pipeline != "stream" or d.name == "imagefolder",
+           f"data.pipeline=stream reads image folders (data.name=imagefolder); {d.name!r} is read whole into "
+           "memory: use data.pipeline=auto or memory.")
     _check(0.0 <= d.random_erasing <= 1.0, f"data.random_erasing must be in [0, 1], got {d.random_erasing}.")
     for key in ("mixup_alpha", "cutmix_alpha"):
         _check(getattr(t, key) >= 0, f"train.{key} must be >= 0, got {getattr(t, key)}.")

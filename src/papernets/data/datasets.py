@@ -64,6 +64,18 @@ class Splits:
     def native_size(self) -> int:
         return int(self.train_x.shape[-1])
 
+    @property
+    def num_train(self) -> int:
+        return len(self.train_x)
+
+    @property
+    def num_val(self) -> int:
+        return len(self.val_x)
+
+    @property
+    def num_test(self) -> int:
+        return len(self.test_x)
+
 
 FASHION_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -276,16 +288,17 @@ def _decode_images(paths: list[Path], image_size: int) -> tuple[torch.Tensor, bo
     return torch.stack([x.expand(3, -1, -1) if x.shape[0] == 1 else x for x in images]), False
 
 
-def _image_tree(directory: Path) -> list[tuple[Path, str]]:
+def _image_tree(directory: Path, skip: frozenset[Path] = frozenset()) -> list[tuple[Path, str]]:
     out = []
     for class_dir in sorted(p for p in directory.iterdir() if p.is_dir()):
         for f in sorted(class_dir.rglob("*")):
-            if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS:
+            if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and f.resolve() not in skip:
                 out.append((f, class_dir.name))
     return out
 
 
-def _load_imagefolder(root: str | None, image_size: int) -> tuple[tuple[torch.Tensor, ...], list[str]]:
+def _load_imagefolder(root: str | None, image_size: int, skip: frozenset[Path] = frozenset()
+                      ) -> tuple[tuple[torch.Tensor, ...], list[str]]:
     if not root:
         raise DatasetError("dataset 'imagefolder' needs data.root: a folder with train/<class>/<image> files.")
     base = Path(root).expanduser()
@@ -295,12 +308,12 @@ def _load_imagefolder(root: str | None, image_size: int) -> tuple[tuple[torch.Te
         raise DatasetError(
             f"imagefolder root {str(base)!r} must hold train/<class>/<image> and test/ (or val/) folders."
         )
-    train = _image_tree(train_dir)
+    train = _image_tree(train_dir, skip)
     if not train:
         raise DatasetError(f"no images found under {train_dir} (accepted: {', '.join(sorted(IMAGE_EXTENSIONS))}).")
     classes = sorted({c for _, c in train})
     index = {c: i for i, c in enumerate(classes)}
-    test = _image_tree(test_dir)
+    test = _image_tree(test_dir, skip)
     if not test:
         raise DatasetError(
             f"no images found under {test_dir}, the test split of imagefolder root {str(base)!r}; it must hold "
@@ -342,12 +355,14 @@ def load_dataset(
     split_seed: int = 0,
     image_size: int = 32,
     eval_limit: int | None = None,
+    skip: frozenset[Path] = frozenset(),
 ) -> Splits:
     """Load a dataset into memory and hold out a seeded validation split of the training set.
 
     ``limit`` caps each split (train, validation, test) at that many images; ``eval_limit``, when given, caps
     validation and test instead (so a quick run can train on more images than it evaluates). ``image_size`` only
-    matters for ``imagefolder``, whose images are decoded to that size once.
+    matters for ``imagefolder``, whose images are decoded to that size once; ``skip`` are image files (resolved
+    paths) it leaves out, the unreadable ones where ``data.skip_bad_images`` is on.
     """
     key = name.strip().lower()
     if key not in DATASETS:
@@ -363,7 +378,7 @@ def load_dataset(
     elif key in ("cifar10", "cifar100"):
         (tx, ty, vx, vy), classes = _load_cifar(key, root, download)
     elif key == "imagefolder":
-        (tx, ty, vx, vy), classes = _load_imagefolder(root, image_size)
+        (tx, ty, vx, vy), classes = _load_imagefolder(root, image_size, skip)
         sample = tx[: min(len(tx), 5000)].float() / 255
         mean = tuple(sample.mean(dim=(0, 2, 3)).tolist())
         std = tuple(sample.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())

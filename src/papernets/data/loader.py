@@ -14,10 +14,10 @@ from collections.abc import Iterator
 
 import torch
 
-from papernets.data.augment import rand_augment, random_erase
+from papernets.data.augment import auto_augment, rand_augment, random_erase
 from papernets.data.transforms import normalize, random_crop, random_flip, resize
 
-__all__ = ["TensorLoader", "batch_seed", "stream_seed"]
+__all__ = ["TensorLoader", "batch_seed", "epoch_order", "stream_seed"]
 
 _PRIME = 1_000_003
 
@@ -31,14 +31,28 @@ def stream_seed(seed: int, epoch: int, batch: int, stream: int) -> int:
     return (batch_seed(seed, epoch, batch) * _PRIME + stream) % (2**63 - 1)
 
 
+def epoch_order(n: int, train: bool, seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:
+    """The sample indices this process reads in ``epoch``: for training a permutation seeded with (seed, epoch),
+    padded by wrapping so that every process has as many, and dealt out ``rank::world_size`` (as PyTorch's
+    ``DistributedSampler``); for evaluation the samples in order, ``rank::world_size``."""
+    if not train:
+        return torch.arange(rank, n, world_size)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(batch_seed(seed, epoch)))
+    per_rank = math.ceil(n / world_size)
+    if per_rank * world_size > n:  # pad by wrapping so every process has the same number of batches
+        order = torch.cat([order, order[: per_rank * world_size - n]])
+    return order[rank::world_size]
+
+
 class TensorLoader:
     """Iterate (images, labels) batches of an in-memory split.
 
     ``train=True``: shuffled each epoch, random crop / flip (as the dataset allows), a last batch of fewer than
     two images is dropped (batch normalization needs two). ``train=False``: in order, no augmentation.
-    ``randaugment_ops`` > 0 applies RandAugment (``randaugment_magnitude``) to each uint8 training image after
-    the crop and flip, ``random_erasing`` > 0 erases a random rectangle of each normalized training image with
-    that probability (see ``augment.py``). ``image_size`` and ``randaugment_magnitude`` may be changed between
+    ``randaugment_ops`` > 0 applies RandAugment (``randaugment_magnitude``, the papers' scale) and
+    ``auto_augment`` TrivialAugment or AutoAugment to each uint8 training image after the crop and flip;
+    ``random_erasing`` > 0 erases a random rectangle of each normalized training image with that probability (see
+    ``augment.py``). ``image_size`` and ``randaugment_magnitude`` may be changed between
     epochs (progressive learning).
     """
 
@@ -59,8 +73,9 @@ class TensorLoader:
         world_size: int = 1,
         channels_last: bool = False,
         randaugment_ops: int = 0,
-        randaugment_magnitude: int = 9,
+        randaugment_magnitude: float = 9,
         random_erasing: float = 0.0,
+        auto_augment: str | None = None,
     ) -> None:
         self.images, self.labels = images, labels
         self.batch_size, self.image_size = batch_size, image_size
@@ -72,6 +87,7 @@ class TensorLoader:
         self.randaugment_ops = randaugment_ops if train else 0
         self.randaugment_magnitude = randaugment_magnitude
         self.random_erasing = random_erasing if train else 0.0
+        self.auto_augment = auto_augment if train else None
         self.pin = device.type == "cuda"
 
     @property
@@ -89,19 +105,9 @@ class TensorLoader:
             return full + (1 if rest >= 2 else 0)
         return math.ceil(n / self.batch_size)
 
-    def _indices(self, epoch: int) -> torch.Tensor:
-        n = len(self.images)
-        if not self.train:
-            return torch.arange(self.rank, n, self.world_size)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(batch_seed(self.seed, epoch)))
-        per_rank = math.ceil(n / self.world_size)
-        if per_rank * self.world_size > n:  # pad by wrapping so every process has the same number of batches
-            order = torch.cat([order, order[: per_rank * self.world_size - n]])
-        return order[self.rank :: self.world_size]
-
     def batches(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of ``epoch``, starting at batch index ``start``."""
-        idx = self._indices(epoch)
+        idx = epoch_order(len(self.images), self.train, self.seed, epoch, self.rank, self.world_size)
         for b in range(start, len(self)):
             sel = idx[b * self.batch_size : (b + 1) * self.batch_size]
             yield self.make_batch(sel, epoch, b)
@@ -119,6 +125,8 @@ class TensorLoader:
                 x = random_flip(x, g)
         if self.randaugment_ops > 0:
             x = rand_augment(x, self.randaugment_ops, self.randaugment_magnitude, stream_seed(self.seed, epoch, b, 1))
+        if self.auto_augment:
+            x = auto_augment(x, self.auto_augment, stream_seed(self.seed, epoch, b, 4))
         x = normalize(resize(x.float().div_(255.0), self.image_size), self.mean, self.std)
         if self.random_erasing > 0:
             x = random_erase(x, self.random_erasing, stream_seed(self.seed, epoch, b, 2))

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-__all__ = ["random_crop", "random_flip", "resize", "normalize", "pil_to_square_uint8", "preprocess_pil"]
+__all__ = ["random_crop", "random_flip", "resize", "normalize", "pil_to_uint8", "pil_to_square_uint8",
+           "preprocess_pil"]
 
 
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
@@ -51,6 +52,13 @@ def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) 
     return (x - m) / s
 
 
+def pil_to_uint8(img: Image.Image, gray: bool) -> torch.Tensor:
+    """A PIL image as a uint8 (C, H, W) tensor, 1 channel if ``gray`` else 3."""
+    img = img.convert("L" if gray else "RGB")
+    arr = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+    return arr.view(img.size[1], img.size[0], 1 if gray else 3).permute(2, 0, 1).contiguous()
+
+
 def pil_to_square_uint8(img: Image.Image, size: int | None, gray: bool) -> torch.Tensor:
     """A PIL image as a uint8 (C, S, S) tensor: shorter side resized to ``size``, then center-cropped.
 
@@ -63,9 +71,7 @@ def pil_to_square_uint8(img: Image.Image, size: int | None, gray: bool) -> torch
         img = img.resize((nw, nh), Image.BILINEAR)
         left, top = (nw - size) // 2, (nh - size) // 2
         img = img.crop((left, top, left + size, top + size))
-    arr = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
-    c = 1 if gray else 3
-    return arr.view(img.size[1], img.size[0], c).permute(2, 0, 1).contiguous()
+    return pil_to_uint8(img, gray)
 
 
 def preprocess_pil(

@@ -8,6 +8,7 @@ format, autocast dtype, test-time flips), and the data facts the run saved (clas
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,14 @@ import torch
 from torch import nn
 
 from papernets.config import Config, config_from_dict
-from papernets.data import TensorLoader, load_dataset
 from papernets.data.datasets import IMAGE_EXTENSIONS
-from papernets.data.transforms import preprocess_pil
+from papernets.data.stream import eval_transform
+from papernets.data.transforms import normalize, pil_to_uint8, preprocess_pil
 from papernets.engine.build import build_model
 from papernets.engine.checkpoint import load_checkpoint
 from papernets.engine.distributed import DistInfo
 from papernets.engine.evaluation import evaluate
+from papernets.engine.pipeline import eval_loader, open_data
 from papernets.engine.runtime import Runtime, resolve_runtime
 from papernets.errors import CheckpointError, UsageError
 from papernets.registry import get_entry
@@ -47,10 +49,16 @@ class TrainedModel:
         return list(self.data["classes"])
 
     def preprocess(self, img: Any) -> torch.Tensor:
-        """One PIL image as a batch of one, prepared as the run's evaluation batches were."""
-        d = self.data
-        x = preprocess_pil(img, d["in_chans"], d["native_size"], self.cfg.data.image_size, tuple(d["mean"]),
-                           tuple(d["std"])).to(self.runtime.device)
+        """One PIL image as a batch of one, prepared as the run's evaluation batches were: squared at the dataset's
+        size and resized (in-memory pipeline), or resized to ``image_size / crop_pct`` and center-cropped (stream
+        pipeline); normalized with the run's statistics."""
+        d, size = self.data, self.cfg.data.image_size
+        if d.get("pipeline") == "stream":
+            x = eval_transform(size, d["crop_pct"])(pil_to_uint8(img, gray=d["in_chans"] == 1))
+            x = normalize(x[None], tuple(d["mean"]), tuple(d["std"]))
+        else:
+            x = preprocess_pil(img, d["in_chans"], d["native_size"], size, tuple(d["mean"]), tuple(d["std"]))
+        x = x.to(self.runtime.device)
         return x.contiguous(memory_format=torch.channels_last) if self.runtime.channels_last else x
 
     @torch.inference_mode()
@@ -92,23 +100,28 @@ def evaluate_split(
     limit: int | None = None, batch_size: int = 256,
 ) -> dict[str, Any]:
     """Top-1, top-5 and loss of ``trained`` on a split of its dataset (or of another with the same classes and
-    channels), evaluated as the run evaluated."""
-    cfg, saved = trained.cfg, trained.data
-    name = dataset or cfg.data.name
-    root = data_root if data_root is not None else (cfg.data.root if name == cfg.data.name else None)
+    channels), its images prepared by the run's pipeline with the run's statistics, evaluated as the run evaluated."""
+    saved = trained.data
+    cfg = copy.deepcopy(trained.cfg)
     d = cfg.data
-    data = load_dataset(name, root, d.val_fraction, limit, False, d.split_seed, d.image_size)
-    if data.num_classes != saved["num_classes"] or data.in_chans != saved["in_chans"]:
-        raise UsageError(f"dataset {name!r} has {data.num_classes} classes and {data.in_chans} channels; the "
+    name = dataset or d.name
+    d.root = data_root if data_root is not None else (d.root if name == d.name else None)
+    d.name, d.limit, d.eval_limit, d.download = name, limit, None, False
+    d.pipeline = saved.get("pipeline", "memory") if name == "imagefolder" else "auto"
+    cfg.train.eval_batch_size = batch_size
+    data = open_data(cfg)
+    s = data.splits
+    if s.num_classes != saved["num_classes"] or s.in_chans != saved["in_chans"]:
+        raise UsageError(f"dataset {name!r} has {s.num_classes} classes and {s.in_chans} channels; the "
                          f"checkpoint's model expects {saved['num_classes']} and {saved['in_chans']}.")
-    x, y = {"test": (data.test_x, data.test_y), "val": (data.val_x, data.val_y),
-            "train": (data.train_x, data.train_y)}[split]
-    if len(x) == 0:
-        raise UsageError(f"the {split} split of {name!r} is empty.")
+    s.mean, s.std = tuple(saved["mean"]), tuple(saved["std"])  # the run's normalization
     rt = trained.runtime
-    loader = TensorLoader(x, y, batch_size, d.image_size, tuple(saved["mean"]), tuple(saved["std"]), train=False,
-                          device=rt.device, channels_last=rt.channels_last)
-    result = evaluate(trained.model, loader, DistInfo(0, 1, 0, rt.device), rt.amp_dtype, flip=cfg.train.tta_flip)
+    count = {"train": s.num_train, "val": s.num_val, "test": s.num_test}[split]
+    if count == 0:
+        raise UsageError(f"the {split} split of {name!r} is empty.")
+    loader = eval_loader(data, cfg, split, rt.device, channels_last=rt.channels_last)
+    result = evaluate(trained.model, loader, DistInfo(0, 1, 0, rt.device), rt.amp_dtype,
+                      flip=trained.cfg.train.tta_flip)
     return {"checkpoint": trained.ckpt["path"], "model": cfg.model.name, "dataset": name, "split": split,
             "images": int(result["images"]), "top1": result["acc"], "top5": result["top5"], "loss": result["loss"]}
 

@@ -28,7 +28,6 @@ import torch
 from torch import nn
 
 from papernets.config import SYNC_BN_CPU, Config, config_from_dict, config_to_dict
-from papernets.data import Splits, TensorLoader, load_dataset
 from papernets.data.loader import stream_seed
 from papernets.data.mixing import MixConfig, mix_batch
 from papernets.engine import distributed as dist_utils
@@ -37,6 +36,7 @@ from papernets.engine.build import build_model, model_kwargs
 from papernets.engine.checkpoint import load_checkpoint, save_checkpoint
 from papernets.engine.counting import meta_model_stats
 from papernets.engine.evaluation import evaluate, first_nonfinite
+from papernets.engine.pipeline import check_tta, describe_augmentation, make_loaders, open_data
 from papernets.engine.progress import Progress, format_seconds
 from papernets.engine.progressive import apply_stage, check_stage_sizes, progressive_plan, stage_index, stage_row
 from papernets.engine.rundir import EMA_COLUMNS, METRIC_COLUMNS, PROGRESSIVE_COLUMNS, TIMING_COLUMNS
@@ -91,11 +91,10 @@ class Trainer:
         if cfg.train.progressive:  # a model that cannot take it fails here, before the data is loaded
             progressive_plan(cfg, self.entry)
         torch.manual_seed(cfg.train.seed)
-        d = cfg.data
-        self.data: Splits = load_dataset(d.name, d.root, d.val_fraction, d.limit, d.download, d.split_seed,
-                                         d.image_size, d.eval_limit)
+        self.source = open_data(cfg, stream if self.info.is_main else None)
+        self.data = self.source.splits
         self.runtime: Runtime = resolve_runtime(cfg.train, self.entry.family, self.device,
-                                                train_images=len(self.data.train_y) * cfg.train.epochs)
+                                                train_images=self.data.num_train * cfg.train.epochs)
         self._build_model()
         torch.manual_seed(cfg.train.seed + 1000 * self.info.rank)  # dropout etc. differ per process
         self._build_loaders()
@@ -139,27 +138,17 @@ class Trainer:
             self.net = torch.compile(self.net)  # the training passes; evaluation and checkpoints use self.model
 
     def _build_loaders(self) -> None:
-        cfg, data = self.cfg, self.data
-        common = dict(image_size=cfg.data.image_size, mean=data.mean, std=data.std, device=self.device,
-                      channels_last=self.runtime.channels_last, rank=self.info.rank, world_size=self.info.world_size)
+        cfg = self.cfg
         ra_ops = cfg.data.randaugment_ops
-        if self.plan and cfg.train.progressive_randaugment is not None and ra_ops == 0:
+        if self.plan and cfg.train.progressive_randaugment is not None and ra_ops == 0 and not cfg.data.auto_augment:
             ra_ops = 2  # EfficientNetV2's RandAugment has 2 ops
-        self.train_loader = TensorLoader(
-            data.train_x, data.train_y, cfg.train.batch_size, train=True, seed=cfg.train.seed,
-            flip=data.flip and cfg.data.augment, crop_padding=data.crop_padding if cfg.data.augment else 0,
-            randaugment_ops=ra_ops, randaugment_magnitude=cfg.data.randaugment_magnitude,
-            random_erasing=cfg.data.random_erasing, **common,
-        )
-        if cfg.train.tta_flip and not data.flip:
-            raise ConfigError(f"train.tta_flip=true mirrors the images, which changes the labels of "
-                              f"{data.name!r} (digits); use it only where horizontal flips keep the label.")
-        self.num_classes = cfg.model.num_classes or data.num_classes
+        self.ra_ops = ra_ops
+        self.train_loader, self.val_loader, self.test_loader = make_loaders(
+            self.source, cfg, self.device, self.info.rank, self.info.world_size, self.runtime.channels_last, ra_ops)
+        check_tta(self.source, cfg)
+        self.num_classes = cfg.model.num_classes or self.data.num_classes
         self.mix = MixConfig(cfg.train.mixup_alpha, cfg.train.cutmix_alpha, cfg.train.mix_prob,
                              cfg.train.mix_switch_prob)
-        eval_bs = cfg.train.eval_batch_size or 2 * cfg.train.batch_size
-        self.val_loader = TensorLoader(data.val_x, data.val_y, eval_bs, train=False, **common)
-        self.test_loader = TensorLoader(data.test_x, data.test_y, eval_bs, train=False, **common)
         if len(self.train_loader) == 0:
             raise ConfigError(f"train.batch_size {cfg.train.batch_size} leaves no training batch: only "
                               f"{self.train_loader.num_samples} training images per process.")
@@ -181,7 +170,8 @@ class Trainer:
             "best_epoch": s.best_epoch, "wall_time_s": s.wall_time_s, "history": s.history,
             "partial": s.partial.as_dict(), "config": config_to_dict(self.cfg), "model_name": self.entry.name,
             "data": {"name": d.name, "classes": d.classes, "mean": list(d.mean), "std": list(d.std),
-                     "in_chans": d.in_chans, "native_size": d.native_size, "num_classes": d.num_classes},
+                     "in_chans": d.in_chans, "native_size": d.native_size, "num_classes": d.num_classes,
+                     "pipeline": self.source.pipeline, "crop_pct": self.cfg.data.crop_pct},
             "world_size": self.info.world_size, "versions": rundir.versions(),
         }
 
@@ -294,7 +284,7 @@ class Trainer:
         dist_utils.broadcast_module(self.model, self.info, buffers_only=True)
         if self.ema is not None:
             dist_utils.broadcast_module(self.ema.module, self.info, buffers_only=True)
-        if len(self.data.val_x) == 0:
+        if self.data.num_val == 0:
             return None, None
         flip, amp = self.cfg.train.tta_flip, self.amp_dtype
         val = evaluate(self.model, self.val_loader, self.info, amp, flip)
@@ -341,11 +331,12 @@ class Trainer:
         params = sum(p.numel() for p in self.model.parameters())
         d = self.data
         self._log(
-            f"papernets: {self.entry.name} on {d.name} ({len(d.train_x)} train / {len(d.val_x)} val / "
-            f"{len(d.test_x)} test, {d.in_chans}x{cfg.data.image_size}x{cfg.data.image_size}), {params:,} params, "
-            f"{self.device}" + (f" x{self.info.world_size} processes" if self.info.enabled else "")
-            + f" -> {self.run_dir}"
+            f"papernets: {self.entry.name} on {d.name} ({d.num_train} train / {d.num_val} val / {d.num_test} test, "
+            f"{d.in_chans}x{cfg.data.image_size}x{cfg.data.image_size}), {params:,} params, {self.device}"
+            + (f" x{self.info.world_size} processes" if self.info.enabled else "") + f" -> {self.run_dir}"
         )
+        self._log(f"data: {self.source.pipeline} pipeline ({self.source.why}); "
+                  + describe_augmentation(self.source, cfg, self.ra_ops))
         self._log(f"runtime: {self.runtime.describe()}")
         if s.epoch or s.partial.step:
             self._log(f"resuming after epoch {s.epoch}" + (f", step {s.partial.step}" if s.partial.step else ""))
@@ -393,6 +384,12 @@ class Trainer:
                 else "no checkpoint had been written yet")
         return TrainingDiverged(f"{what}; stopped, and {kept}. Try a lower optim.lr or set train.grad_clip.")
 
+    def _bad_images(self) -> dict[str, Any]:
+        """The image files left out as unreadable (``data.skip_bad_images``): when indexed or when read."""
+        bad = {**getattr(self.data, "skipped", {}), **getattr(self.train_loader, "bad", {}),
+               **getattr(self.val_loader, "bad", {}), **getattr(self.test_loader, "bad", {})}
+        return {"count": len(bad), "files": dict(sorted(bad.items())[:20])}
+
     def _load_best(self) -> str:
         """Load ``best.pt``'s weights (read by rank 0, broadcast) where the run wrote one; which weights are tested."""
         best_path = self.run_dir / "checkpoints" / "best.pt"
@@ -430,6 +427,7 @@ class Trainer:
             "params": sum(p.numel() for p in self.model.parameters()), "gmacs": macs / 1e9, "gflops": 2 * macs / 1e9,
             "wall_time_s": s.wall_time_s, "device": str(self.device), "host": rundir.host(self.device),
             "world_size": self.info.world_size, "runtime": self.runtime.as_dict(), "recipe": self.recipe,
+            "pipeline": self.source.pipeline, "bad_images": self._bad_images(),
             "versions": rundir.versions(),
         }
         if self.info.is_main:
