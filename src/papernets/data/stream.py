@@ -5,7 +5,7 @@
 
 The folder's file index (paths, labels, image sizes and modes) is built once and cached in ``cache_dir``, keyed by
 the folder; it is rebuilt when a file is added, removed or changed (the signature of every file's path, size and
-modification time). Images are decoded (``torchvision.io``, Pillow for the formats it does not read) and augmented
+modification time). Images are decoded (Pillow) and augmented
 (``torchvision.transforms.v2``) in ``DataLoader`` worker processes:
 
 - training: random-resized crop (``scale``, ``ratio``: Szegedy et al.'s "Inception" crop), horizontal flip where
@@ -47,7 +47,6 @@ __all__ = ["Augment", "FolderIndex", "StreamSplits", "StreamLoader", "decode_ima
            "folder_stats", "index_folder", "sample_seed", "save_index", "usable_cores"]
 
 INDEX_VERSION = 1
-_TORCHVISION_READS = {".jpg", ".jpeg", ".png", ".gif", ".webp"}
 _GRAY_MODES = {"L", "1", "I;16", "I", "LA", "F"}
 
 
@@ -198,17 +197,14 @@ def save_index(index: FolderIndex) -> None:
 
 
 def decode_image(path: Path, gray: bool) -> torch.Tensor:
-    """A uint8 (C, H, W) tensor of the image at ``path``, 1 channel if ``gray`` else 3."""
-    if path.suffix.lower() in _TORCHVISION_READS:
-        from torchvision.io import ImageReadMode, read_file
-        from torchvision.io import decode_image as tv_decode
-
-        return tv_decode(read_file(str(path)), mode=ImageReadMode.GRAY if gray else ImageReadMode.RGB)
+    """A uint8 (C, H, W) tensor of the image at ``path``, 1 channel if ``gray`` else 3 (decoded by Pillow, as
+    torchvision's own ``ImageFolder`` does; torchvision 0.29 deprecates its ``io`` decoders)."""
     from PIL import Image
 
     from papernets.data.transforms import pil_to_uint8
 
     with Image.open(path) as img:
+        img.load()
         return pil_to_uint8(img, gray)
 
 
