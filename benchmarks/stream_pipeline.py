@@ -19,6 +19,7 @@ Every figure names the machine's CPU; nothing else should run on the cores meanw
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import re
 import subprocess
@@ -162,16 +163,13 @@ def main() -> int:
     rates = {w: pipeline_rate(biggest, w, 1000) for w in (1, 2)}
     for w, r in rates.items():
         print(f"pipeline alone, {w} worker(s): {r:.1f} img/s ({r / w:.1f} per worker)", flush=True)
-    e2e = run_train(["--model", "resnet18", "--dataset", "imagefolder", "--data-root", str(biggest), "--epochs", "1",
-                     "--image-size", "224", "--batch-size", "32", "--out", str(work), "--name",
-                     f"resnet18-{time.time_ns()}", "--set", "data.pipeline=stream", "--set", "data.workers=2",
-                     "--set", f"data.limit={args.resnet_images}", "--set", "data.eval_limit=32", "--set",
-                     f"data.index_cache={cache}", "--set", "output.plots=false", "--set", "output.checkpoint=false",
-                     "--set", "output.save_best=false"], work)
-    import csv
-
-    run = max((work).glob("resnet18-*"), key=os.path.getmtime)
-    with (run / "metrics.csv").open() as f:
+    name = f"resnet18-{time.time_ns()}"
+    run_train(["--model", "resnet18", "--dataset", "imagefolder", "--data-root", str(biggest), "--epochs", "1",
+               "--image-size", "224", "--batch-size", "32", "--out", str(work), "--name", name, "--set",
+               "data.pipeline=stream", "--set", "data.workers=2", "--set", f"data.limit={args.resnet_images}",
+               "--set", "data.eval_limit=32", "--set", f"data.index_cache={cache}", "--set", "output.plots=false",
+               "--set", "output.checkpoint=false", "--set", "output.save_best=false"], work)
+    with (work / name / "metrics.csv").open() as f:
         e2e_rate = float(next(csv.DictReader(f))["train_img_per_s"])
     alone = model_rate("resnet18", 32, 224)
     print(f"ResNet-18 224 px: {e2e_rate:.1f} img/s end to end, {alone:.1f} img/s the model step alone", flush=True)
