@@ -25,8 +25,8 @@ def test_defaults_per_device_and_family():
 
 
 @pytest.mark.parametrize("name,expected", [("mobilenet_v2", True), ("vit_ti_16", False)])
-def test_trainer_default_follows_the_measurement(name, expected, tmp_path, fashion_root):
-    cfg = apply_overrides(Config(), [f"model.name={name}", "data.name=fashion-mnist", "data.image_size=28",
+def test_trainer_default_follows_the_measurement(name, expected, tmp_path):
+    cfg = apply_overrides(Config(), [f"model.name={name}", "data.name=synthetic", "data.image_size=28",
                                      "data.limit=64", "train.batch_size=16", "train.device=cpu"])
     assert cfg.train.channels_last is None  # the default: chosen per family and device
     trainer = Trainer(cfg, tmp_path / "r", stream=io.StringIO())
@@ -151,10 +151,10 @@ def test_a_copy_of_a_checkpointed_model_runs_its_own_weights():
     assert torch.count_nonzero(out) == 0 and all(p.grad is None for p in model.parameters())
 
 
-def test_trainer_options_reach_the_run(tmp_path, fashion_root):
+def test_trainer_options_reach_the_run(tmp_path):
     from papernets.engine.speed import checkpoint_units
 
-    cfg = apply_overrides(Config(), ["model.name=resnet20", "data.name=fashion-mnist", "data.image_size=28",
+    cfg = apply_overrides(Config(), ["model.name=resnet20", "data.name=synthetic", "data.image_size=28",
                                      "data.limit=64", "train.batch_size=32", "train.epochs=1", "train.device=cpu",
                                      "train.activation_checkpointing=true", "train.threads=1",
                                      "output.plots=false"])
@@ -167,13 +167,13 @@ def test_trainer_options_reach_the_run(tmp_path, fashion_root):
     assert 0 <= summary["test_acc"] <= 1
 
 
-def test_activation_checkpointing_refuses_a_model_without_blocks(tmp_path, fashion_root, monkeypatch):
+def test_activation_checkpointing_refuses_a_model_without_blocks(tmp_path, monkeypatch):
     from papernets.config import ConfigError
     from papernets.engine import trainer as trainer_mod
 
     monkeypatch.setattr(trainer_mod, "build_model", lambda cfg, classes, chans, *a, **k: torch.nn.Sequential(
         torch.nn.Flatten(), torch.nn.Linear(chans * 28 * 28, classes)))
-    cfg = apply_overrides(Config(), ["model.name=lenet5", "data.name=fashion-mnist", "data.image_size=28",
+    cfg = apply_overrides(Config(), ["model.name=lenet5", "data.name=synthetic", "data.image_size=28",
                                      "data.limit=64", "train.batch_size=32", "train.device=cpu",
                                      "train.activation_checkpointing=true"])
     with pytest.raises(ConfigError, match="no blocks to checkpoint"):
@@ -213,14 +213,15 @@ def test_time_to_target_is_the_wall_time_of_the_first_epoch_that_reached_it():
     assert tta.time_to(history, 96.0) is None
 
 
-def test_time_to_accuracy_trains_each_seed_and_writes_the_table_and_plot(tmp_path, fashion_root):
+def test_time_to_accuracy_trains_each_seed_and_writes_the_table_and_plot(tmp_path):
     import json
 
     tta = _time_to_accuracy_module()
     out, runs = tmp_path / "fast.md", tmp_path / "runs"
     config = CONFIGS_DIR / "fashion-mnist-fast.yaml"
     args = ["--config", str(config), "--seeds", "0", "1", "--target", "30", "--runs", str(runs), "--out", str(out),
-            "--set", "data.limit=512", "--set", "train.epochs=4", "--set", "train.batch_size=64"]  # 4 stages
+            "--set", "data.limit=512", "--set", "train.epochs=4", "--set", "train.batch_size=64",  # 4 stages
+            "--set", "data.name=synthetic", "--set", "train.tta_flip=false"]  # synthetic images may not be mirrored
     assert tta.main(args) == 0
     rows = re.findall(r"^\| (\d) \| ([\d.]+) \| ([\d.]+) \| (\d+) \| ", out.read_text(), re.M)
     assert [r[0] for r in rows] == ["0", "1"] and {r[3] for r in rows} == {"4"}
