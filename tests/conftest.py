@@ -99,8 +99,10 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict
 
 @pytest.fixture(scope="session")
 def fashion_root() -> Path:
+    """The real Fashion-MNIST, for the tests where real data is the point (accuracy reached, real-file loading);
+    the others train on ``synthetic`` or on the small files above. Missing data fails those tests loudly."""
     if not (FASHION_ROOT / "train-images-idx3-ubyte.gz").is_file():
-        pytest.fail("Fashion-MNIST is missing: apt-get install -y dataset-fashion-mnist (the tests use the real data)")
+        pytest.fail("Fashion-MNIST is missing: apt-get install -y dataset-fashion-mnist (these tests need real data)")
     return FASHION_ROOT
 
 
