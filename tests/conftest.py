@@ -193,14 +193,14 @@ def assert_same_logits_as_reference(
 
     Nothing is downloaded. The reference is ``random_reference(library, ref_name, randomize, init=ref_init,
     dtype=dtype)`` (``ref_name`` defaults to the name of ``name``'s registered ``library`` source), built with the
-    source's ``ref_kwargs`` and ``ref_kwargs``; ``randomize`` should give it weights and statistics that a wrong
-    mapping cannot hide behind.
+    source's ``ref_kwargs`` updated by ``ref_kwargs``; ``randomize`` should give it weights and statistics that a
+    wrong mapping cannot hide behind.
 
     Ours takes its weights one of three ways:
 
     - by default, the source's ``convert`` (that of ``converter``'s source when given, for an architecture the
       library has without published weights) maps the reference's state dict (passed through ``state_fn``) onto
-      ``create_model(name, img_size=img_size, **source.kwargs)``, strictly;
+      ``uninitialized_model(name, img_size=img_size, **source.kwargs)``, strictly;
     - ``pretrained_file`` (a path under tmp_path): that state dict is saved there and ours is
       ``create_model(name, img_size=img_size, pretrained=library, pretrained_file=...)``, as a user loads a file;
     - ``load(ref)`` returns ours (e.g. through ``create_model(..., pretrained=library)`` with the library's
