@@ -88,9 +88,9 @@ def test_unknown_protocol_or_model_is_a_one_line_usage_error(capsys, tmp_path):
 
 
 def _tiny(*extra):
-    """LeNet-5 (no batch norm) on 256 Fashion-MNIST images: 230 train, 4 steps an epoch (the last of 38)."""
+    """LeNet-5 (no batch norm) on 230 synthetic training images: 4 steps an epoch (the last of 38)."""
     return apply_overrides(load_config(None), [
-        "model.name=lenet5", "data.name=fashion-mnist", "data.image_size=28", "data.limit=256", "train.epochs=2",
+        "model.name=lenet5", "data.name=synthetic", "data.image_size=28", "data.limit=230", "train.epochs=2",
         "train.batch_size=64", "train.threads=1", "optim.name=sgd", "optim.lr=0.05", "schedule.name=cosine",
         "output.plots=false", *extra])
 
@@ -99,7 +99,7 @@ def _weights(run):
     return load_checkpoint(run / "checkpoints" / "last.pt")["model"]
 
 
-def test_accum_steps_gives_the_same_weights_without_batch_norm(tmp_path, fashion_root, monkeypatch):
+def test_accum_steps_gives_the_same_weights_without_batch_norm(tmp_path, monkeypatch):
     Trainer(_tiny(), tmp_path / "one", stream=io.StringIO()).fit()
     micro = []
     real = step_mod._accumulate
@@ -121,7 +121,7 @@ def test_accum_steps_gives_the_same_weights_without_batch_norm(tmp_path, fashion
     assert abs(ca["history"][-1]["train_loss"] - cb["history"][-1]["train_loss"]) < 1e-4
 
 
-def test_accum_steps_resume_is_exact(tmp_path, fashion_root, monkeypatch):
+def test_accum_steps_resume_is_exact(tmp_path, monkeypatch):
     cfg = _tiny("train.accum_steps=2", "model.drop_rate=0.1")
     Trainer(cfg, tmp_path / "full", stream=io.StringIO()).fit()
     cut = Trainer(cfg, tmp_path / "cut", stream=io.StringIO())
@@ -159,7 +159,7 @@ def test_accum_steps_is_validated():
 TINY = {
     "description": "A tiny test protocol",
     "paper_schedule": True,
-    "base": {"data": {"name": "fashion-mnist", "image_size": 28, "limit": 200},
+    "base": {"data": {"name": "synthetic", "image_size": 28, "limit": 200},
              "optim": {"name": "adam", "lr": 0.002},
              "train": {"epochs": 1, "batch_size": 64, "threads": 1, "seed": 0},
              "output": {"plots": False}},
@@ -199,7 +199,7 @@ def _bench(protocol_file, tmp, *extra):
 
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory, fashion_root):
+def bench(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     protocol = tmp / "tiny.yaml"
     protocol.write_text(yaml.safe_dump(TINY, sort_keys=False))
@@ -225,7 +225,7 @@ def test_bench_rows_and_the_out_of_memory_rule(bench):
     for key in ("test_acc", "paper_schedule_test_acc", "params", "gmacs", "gflops", "train_img_per_s",
                 "infer_img_per_s", "peak_memory_mb", "wall_time_s", "batch_size", "configuration"):
         assert ok[key] is not None, key
-    assert ok["gflops"] == pytest.approx(2 * ok["gmacs"]) and ok["input"] == "1x28x28"
+    assert ok["gflops"] == pytest.approx(2 * ok["gmacs"]) and ok["input"] == "3x28x28"
     assert ok["paper_schedule"] == "multistep"  # LeNet-5's recipe: x0.5 at passes 2, 5, 8, 12 of 20
     oom = recs["resnet20_oom"]
     assert oom["status"] == "ok" and oom["batch_size"] == 64 and oom["accum_steps"] == 4
@@ -247,7 +247,7 @@ def test_bench_rows_and_the_out_of_memory_rule(bench):
 def test_bench_tables(bench):
     tmp, _ = bench
     md = (tmp / "results" / "tiny.md").read_text()
-    assert "| family | model | year | test acc (%) | acc, paper LR schedule (%) | params | GMACs (1x28x28) |" in md
+    assert "| family | model | year | test acc (%) | acc, paper LR schedule (%) | params | GMACs (3x28x28) |" in md
     lines = [line for line in md.splitlines() if line.startswith("| ")][1:]
     assert len(lines) == 3 and all(line.count("|") == lines[0].count("|") for line in lines)
     assert not any("|  |" in line for line in lines), "an empty cell"
@@ -318,7 +318,7 @@ def test_bench_html_report_in_chromium(bench, tmp_path):
     assert len(widths) == 4 and all(int(w) > 100 for w in widths), widths
 
 
-def test_out_of_memory_with_sam_turns_on_activation_checkpointing(tmp_path, fashion_root, monkeypatch):
+def test_out_of_memory_with_sam_turns_on_activation_checkpointing(tmp_path, monkeypatch):
     """A SAM row cannot accumulate: on out of memory the bench retries it with activation checkpointing."""
     from papernets.engine.speed import checkpoint_units
 
@@ -338,7 +338,7 @@ def test_out_of_memory_with_sam_turns_on_activation_checkpointing(tmp_path, fash
     protocol = tmp_path / "sam.yaml"
     protocol.write_text(yaml.safe_dump({
         "description": "SAM out of memory", "paper_schedule": False,
-        "base": {"data": {"name": "fashion-mnist", "image_size": 28, "limit": 64},
+        "base": {"data": {"name": "synthetic", "image_size": 28, "limit": 64},
                  "optim": {"name": "adam", "lr": 0.002, "sam": True},
                  "train": {"epochs": 1, "batch_size": 32, "threads": 1}, "output": {"plots": False}},
         "models": ["resnet20"]}, sort_keys=False))

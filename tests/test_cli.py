@@ -28,10 +28,19 @@ def _one_line_error(res, *fragments):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, fashion_root):
+def digits(tmp_path_factory):
+    """Small MNIST-format files (gray 28 px, a learnable mark per class): 900 train, 100 val, 1000 test images."""
+    root = tmp_path_factory.mktemp("digits")
+    write_mnist(root, n_train=1000, n_test=1000)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, digits):
     out = tmp_path_factory.mktemp("cli")
-    res = run_cli("train", "--model", "lenet5_bn", "--dataset", "fashion-mnist", "--image-size", "28",
-                  "--epochs", "1", "--set", "data.limit=2000", "--out", str(out), "--name", "run")
+    res = run_cli("train", "--model", "lenet5_bn", "--dataset", "mnist", "--data-root", str(digits), "--image-size",
+                  "28", "--epochs", "1", "--batch-size", "32", "--set", "data.limit=900", "--out", str(out),
+                  "--name", "run")
     assert res.returncode == 0, res.stderr[-2000:]
     return out / "run"
 
@@ -73,10 +82,10 @@ def test_existing_run_directory_is_not_overwritten(run_dir):
 def test_eval_reports_top1_top5_and_matches_the_summary(run_dir):
     res = run_cli("eval", str(run_dir), "--json")
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["images"] == 10_000  # the whole test split by default
-    res = run_cli("eval", str(run_dir), "--json", "--limit", "2000")  # the run's own capped test split
+    assert json.loads(res.stdout)["images"] == 1000  # the whole test split by default
+    res = run_cli("eval", str(run_dir), "--json", "--limit", "900")  # the run's own capped test split
     out = json.loads(res.stdout)
-    assert out["split"] == "test" and out["images"] == 2000
+    assert out["split"] == "test" and out["images"] == 900
     best = json.loads((run_dir / "summary.json").read_text())
     assert out["top1"] == pytest.approx(best["test_acc"]) and out["top5"] >= out["top1"]
     res = run_cli("eval", str(run_dir / "checkpoints" / "best.pt"), "--split", "val")
@@ -93,12 +102,12 @@ def test_eval_rejects_unreadable_and_foreign_checkpoints(tmp_path):
     _one_line_error(run_cli("eval", str(tmp_path / "missing.pt")), "does not exist")
 
 
-def test_predict_labels_real_images(run_dir, tmp_path, fashion_root):
+def test_predict_labels_real_images(run_dir, tmp_path, digits):
     from papernets.data import load_dataset
     from papernets.data.transforms import normalize
     from papernets.engine.inference import load_trained
 
-    data = load_dataset("fashion-mnist", limit=20)
+    data = load_dataset("mnist", root=str(digits), limit=20)
     for i in range(12):
         Image.fromarray(data.test_x[i, 0].numpy(), "L").save(tmp_path / f"img{i:02d}.png")
     rgb = np.stack([data.test_x[3, 0].numpy()] * 3, -1)
@@ -173,14 +182,14 @@ def cli(capfd):
     return run
 
 
-SMALL = ("--model", "lenet5", "--dataset", "fashion-mnist", "--image-size", "28", "--epochs", "1",
+SMALL = ("--model", "lenet5", "--dataset", "synthetic", "--image-size", "28", "--epochs", "1",
          "--batch-size", "64", "--set", "data.limit=300")
 
 
-def _fashion_png(path, index=0):
+def _digit_png(path, root, index=0):
     from papernets.data import load_dataset
 
-    Image.fromarray(load_dataset("fashion-mnist", limit=index + 1).test_x[index, 0].numpy(), "L").save(path)
+    Image.fromarray(load_dataset("mnist", root=str(root), limit=index + 1).test_x[index, 0].numpy(), "L").save(path)
     return path
 
 
@@ -194,11 +203,11 @@ def test_bad_values_are_one_line_and_exit_2(cli, args, fragments):
     _one_line_error(cli(*args), *fragments)
 
 
-def test_precedence_file_then_flags_then_set_and_the_default_run_name(cli, tmp_path, fashion_root):
+def test_precedence_file_then_flags_then_set_and_the_default_run_name(cli, tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(
         "model: {name: lenet5}\n"
-        "data: {name: fashion-mnist, image_size: 28, limit: 300}\n"
+        "data: {name: synthetic, image_size: 28, limit: 300}\n"
         "optim: {name: sgd, lr: 0.5, momentum: 0.8}\n"
         "train: {epochs: 3, batch_size: 64, amp: off}\n"
     )
@@ -206,7 +215,7 @@ def test_precedence_file_then_flags_then_set_and_the_default_run_name(cli, tmp_p
               "--out", str(tmp_path / "runs"))
     assert res.returncode == 0, res.stderr[-2000:]
     (run,) = (tmp_path / "runs").iterdir()
-    assert re.fullmatch(r"lenet5-fashion-mnist-\d{8}-\d{6}", run.name), run.name  # <model>-<dataset>-<time>
+    assert re.fullmatch(r"lenet5-synthetic-\d{8}-\d{6}", run.name), run.name  # <model>-<dataset>-<time>
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["optim"]["lr"] == 0.05  # --set beats the --lr flag, which beats the file's 0.5
     assert saved["train"]["epochs"] == 1  # the flag beats the file
@@ -217,7 +226,7 @@ def test_precedence_file_then_flags_then_set_and_the_default_run_name(cli, tmp_p
     assert (again.optim.lr, again.train.epochs, again.train.amp) == (0.05, 1, "off")
 
 
-def test_resume_from_a_checkpoint_file(cli, tmp_path, fashion_root):
+def test_resume_from_a_checkpoint_file(cli, tmp_path):
     res = cli("train", *SMALL, "--out", str(tmp_path), "--set", "output.name=2024", "--set", "train.amp=off")
     assert res.returncode == 0, res.stderr[-2000:]
     run = tmp_path / "2024"  # YAML reads 2024 as a number; the name is the string the user wrote
@@ -230,7 +239,7 @@ def test_resume_from_a_checkpoint_file(cli, tmp_path, fashion_root):
     assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 2
 
 
-def test_eval_and_predict_of_a_run_directory_read_best_pt(cli, run_dir, tmp_path):
+def test_eval_and_predict_of_a_run_directory_read_best_pt(cli, run_dir, digits, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
     last = load_checkpoint(run / "checkpoints" / "last.pt")
@@ -238,14 +247,14 @@ def test_eval_and_predict_of_a_run_directory_read_best_pt(cli, run_dir, tmp_path
     last["model"] = {k: v * 0 if v.is_floating_point() else v for k, v in last["model"].items()}
     save_checkpoint(last, run / "checkpoints" / "last.pt")  # last.pt now differs: zero weights, uniform output
     summary = json.loads((run / "summary.json").read_text())
-    res = cli("eval", str(run), "--json", "--limit", "2000")
+    res = cli("eval", str(run), "--json", "--limit", "900")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["checkpoint"] == str(run / "checkpoints" / "best.pt")
     assert out["top1"] == pytest.approx(summary["test_acc"])  # the run's reported test accuracy, reproduced
-    zeroed = json.loads(cli("eval", str(run / "checkpoints" / "last.pt"), "--json", "--limit", "2000").stdout)
+    zeroed = json.loads(cli("eval", str(run / "checkpoints" / "last.pt"), "--json", "--limit", "900").stdout)
     assert zeroed["top1"] < summary["test_acc"] - 0.2
-    image = _fashion_png(tmp_path / "x.png")
+    image = _digit_png(tmp_path / "x.png", digits)
     res = cli("predict", str(run), str(image), "--top-k", "10", "--json")
     assert res.returncode == 0, res.stderr
     probs = [p["probability"] for p in json.loads(res.stdout)[0]["top"]]
@@ -253,8 +262,8 @@ def test_eval_and_predict_of_a_run_directory_read_best_pt(cli, run_dir, tmp_path
     assert find_checkpoint(run).name == "last.pt"  # what --resume continues from
 
 
-def test_predict_top_k_must_be_between_1_and_the_class_count(cli, run_dir, tmp_path):
-    image = _fashion_png(tmp_path / "x.png")
+def test_predict_top_k_must_be_between_1_and_the_class_count(cli, run_dir, digits, tmp_path):
+    image = _digit_png(tmp_path / "x.png", digits)
     _one_line_error(cli("predict", str(run_dir), str(image), "--top-k", "0"), "--top-k must be at least 1, got 0")
     _one_line_error(cli("predict", str(run_dir), str(image), "--top-k", "11"),
                     "--top-k 11 is more than the model's 10 classes", "1 to 10")
@@ -277,7 +286,7 @@ def test_debug_shows_the_traceback_and_normal_mode_one_line(cli):
     _one_line_error(cli("train", "--model", "resnet81"), "unknown model 'resnet81'")
 
 
-def test_diverging_training_exits_1_with_a_message(cli, tmp_path, fashion_root):
+def test_diverging_training_exits_1_with_a_message(cli, tmp_path):
     res = cli("train", *SMALL, "--optimizer", "sgd", "--lr", "1e38", "--out", str(tmp_path), "--name", "d")
     assert res.returncode == 1, res.stderr[-2000:]
     last = res.stderr.strip().splitlines()[-1]
@@ -302,7 +311,7 @@ def test_synthetic_rgb_end_to_end(cli, tmp_path):
     ("output.save_best=false", ["last.pt"], "last"),
     ("output.checkpoint=false", ["best.pt"], "best (epoch 1)"),
 ])
-def test_output_switches_leave_the_expected_files(cli, tmp_path, fashion_root, switch, files, tested):
+def test_output_switches_leave_the_expected_files(cli, tmp_path, switch, files, tested):
     res = cli("train", *SMALL, "--set", switch, "--set", "output.plots=false", "--out", str(tmp_path), "--name", "r")
     assert res.returncode == 0, res.stderr[-2000:]
     run = tmp_path / "r"

@@ -18,26 +18,29 @@ def test_real_fashion_mnist(fashion_root):
     assert d.flip and d.crop_padding == 2
 
 
-def test_validation_split_is_seeded_and_disjoint(fashion_root):
-    a = load_dataset("fashion-mnist", val_fraction=0.1, split_seed=0)
-    b = load_dataset("fashion-mnist", val_fraction=0.1, split_seed=0)
-    c = load_dataset("fashion-mnist", val_fraction=0.1, split_seed=1)
+def test_validation_split_is_seeded_and_disjoint(tmp_path):
+    # MNIST-format files, not synthetic: synthetic's images themselves depend on the split seed.
+    write_mnist(tmp_path, n_train=1000, n_test=20)
+    a = load_dataset("mnist", root=str(tmp_path), val_fraction=0.1, split_seed=0)
+    b = load_dataset("mnist", root=str(tmp_path), val_fraction=0.1, split_seed=0)
+    c = load_dataset("mnist", root=str(tmp_path), val_fraction=0.1, split_seed=1)
+    assert (len(a.train_x), len(a.val_x)) == (900, 100)
     assert torch.equal(a.val_x, b.val_x) and not torch.equal(a.val_x, c.val_x)
-    train_rows = {bytes(x.numpy()) for x in a.train_x[:3000]}
-    assert not any(bytes(x.numpy()) in train_rows for x in a.val_x[:3000])
+    train_rows = {bytes(x.numpy()) for x in a.train_x}
+    assert not any(bytes(x.numpy()) in train_rows for x in a.val_x)
 
 
-def test_limit_caps_every_split(fashion_root):
-    d = load_dataset("fashion-mnist", limit=100)
+def test_limit_caps_every_split():
+    d = load_dataset("synthetic", limit=100)
     assert (len(d.train_x), len(d.val_x), len(d.test_x)) == (100, 100, 100)
 
 
-def test_eval_limit_caps_validation_and_test_only(fashion_root):
-    d = load_dataset("fashion-mnist", limit=300, eval_limit=120)
-    assert (len(d.train_x), len(d.val_x), len(d.test_x)) == (300, 120, 120)
-    full = load_dataset("fashion-mnist", eval_limit=50)  # no train cap: the whole training split stays
-    assert (len(full.train_x), len(full.val_x), len(full.test_x)) == (54000, 50, 50)
-    assert torch.equal(full.val_x, load_dataset("fashion-mnist", limit=50).val_x)  # the same images as limit keeps
+def test_eval_limit_caps_validation_and_test_only():
+    d = load_dataset("synthetic", limit=300, eval_limit=80)  # synthetic: 900 train, 100 val, 200 test images
+    assert (len(d.train_x), len(d.val_x), len(d.test_x)) == (300, 80, 80)
+    full = load_dataset("synthetic", eval_limit=50)  # no train cap: the whole training split stays
+    assert (len(full.train_x), len(full.val_x), len(full.test_x)) == (900, 50, 50)
+    assert torch.equal(full.val_x, load_dataset("synthetic", limit=50).val_x)  # the same images as limit keeps
 
 
 def test_eval_limit_must_be_positive():
@@ -149,8 +152,15 @@ def _loader(d, train=True, **kw):
     return TensorLoader(d.train_x, d.train_y, **args)
 
 
-def test_loader_is_deterministic_per_epoch_and_resumable(fashion_root):
-    d = load_dataset("fashion-mnist", limit=200)
+def _synthetic(limit):
+    """Synthetic images with Fashion-MNIST's augmentation (flip, crop padding 2): synthetic has none of its own."""
+    d = load_dataset("synthetic", limit=limit)
+    d.flip, d.crop_padding = True, 2
+    return d
+
+
+def test_loader_is_deterministic_per_epoch_and_resumable():
+    d = _synthetic(200)
     a, b = list(_loader(d).batches(1)), list(_loader(d).batches(1))
     assert all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(a, b, strict=True))
     other = list(_loader(d).batches(2))
@@ -161,23 +171,24 @@ def test_loader_is_deterministic_per_epoch_and_resumable(fashion_root):
     assert x.dtype == torch.float32 and abs(x.mean().item()) < 1.0  # normalized
 
 
-def test_loader_augments_only_in_training(fashion_root):
-    d = load_dataset("fashion-mnist", limit=64)
-    plain = _loader(d, train=False).make_batch(torch.arange(16), 0, 0)[0]
-    aug = _loader(d, train=True).make_batch(torch.arange(16), 0, 0)[0]
+def test_loader_augments_only_in_training():
+    d = _synthetic(64)
+    plain = _loader(d, train=False, image_size=32).make_batch(torch.arange(16), 0, 0)[0]
+    aug = _loader(d, train=True, image_size=32).make_batch(torch.arange(16), 0, 0)[0]
     assert plain.shape == aug.shape and not torch.equal(plain, aug)
-    ref = (d.train_x[:16].float() / 255 - d.mean[0]) / d.std[0]
+    mean, std = torch.tensor(d.mean).view(1, 3, 1, 1), torch.tensor(d.std).view(1, 3, 1, 1)
+    ref = (d.train_x[:16].float() / 255 - mean) / std
     torch.testing.assert_close(plain, ref)
 
 
-def test_loader_resizes(fashion_root):
-    d = load_dataset("fashion-mnist", limit=32)
+def test_loader_resizes():
+    d = load_dataset("synthetic", limit=32)
     x, _ = next(iter(_loader(d, image_size=64).batches(0)))
-    assert x.shape == (16, 1, 64, 64)
+    assert x.shape == (16, 3, 64, 64)
 
 
-def test_loader_shards_across_processes(fashion_root):
-    d = load_dataset("fashion-mnist", limit=101)
+def test_loader_shards_across_processes():
+    d = load_dataset("synthetic", limit=101)
     seen = torch.cat([epoch_order(len(d.train_x), True, 0, 0, r, 2) for r in range(2)])
     assert len(seen) == 102 and set(seen.tolist()) == set(range(101))  # padded by one, every image seen
     evals = [epoch_order(len(d.train_x), False, 0, 0, r, 2) for r in range(2)]

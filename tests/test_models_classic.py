@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import assert_same_logits_as_reference
 from papernets.bench.profile import count_params, meta_model_stats
 from papernets.models.alexnet import GroupedLRN
 from papernets.pretrained import reference_model
@@ -389,41 +390,25 @@ def _calibrate_batchnorm(model: nn.Module, x: torch.Tensor) -> None:
     model.eval()
 
 
-def _import_from_torchvision(name: str, ref: nn.Module) -> nn.Module:
-    source = get_entry(name).pretrained["torchvision"]
-    with torch.device("meta"):  # our own random init is irrelevant: every tensor is replaced
-        ours = create_model(name, **source.kwargs)
-    ours.load_state_dict(source.convert(ref.state_dict(), ours), strict=True, assign=True)
-    return ours.eval()
-
-
 @pytest.mark.parametrize("name", VGG_NAMES)
 def test_vgg_torchvision_weights_give_identical_logits(name):
-    torch.manual_seed(0)
-    ref = reference_model("torchvision", name, init_weights=False)  # PyTorch's default random init
-    _calibrate_batchnorm(ref, torch.randn(4, 3, 32, 32))
-    ours = _import_from_torchvision(name, ref)
+    ours, _ = assert_same_logits_as_reference(
+        name, "torchvision", input_size=32, ref_kwargs={"init_weights": False},  # PyTorch's default random init
+        randomize=lambda ref: _calibrate_batchnorm(ref, torch.randn(4, 3, 32, 32)))
     assert not ours.small_input  # the ImageNet form, whose 7x7 pool feeds FC-4096 as in torchvision
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        torch.testing.assert_close(ours(x), ref(x), atol=1e-5, rtol=1e-5)
 
 
 def test_inception_v3_torchvision_weights_give_identical_logits():
     # torchvision's ImageNet weights run with transform_input=True; the converter folds that transform into
     # the first convolution. The fold changes float32 rounding in the first layer, which a random deep
     # network amplifies, so the comparison runs in float64, where the two agree to ~1e-11.
-    torch.manual_seed(0)
     source = get_entry("inception_v3").pretrained["torchvision"]
     assert source.ref_kwargs == {"transform_input": True}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref = reference_model("torchvision", "inception_v3", init_weights=False, **source.ref_kwargs).double()
-    _calibrate_batchnorm(ref, torch.randn(4, 3, 75, 75, dtype=torch.float64))
-    ours = _import_from_torchvision("inception_v3", ref)
-    x = torch.randn(2, 3, 75, 75, dtype=torch.float64)
-    with torch.no_grad():
-        torch.testing.assert_close(ours(x), ref(x), atol=1e-5, rtol=1e-5)
+        assert_same_logits_as_reference(
+            "inception_v3", "torchvision", input_size=75, ref_kwargs={"init_weights": False}, dtype=torch.float64,
+            randomize=lambda ref: _calibrate_batchnorm(ref, torch.randn(4, 3, 75, 75, dtype=torch.float64)))
 
 
 @pytest.mark.parametrize("name", VGG_NAMES + ["inception_v3"])

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import assert_same_logits_as_reference
 from papernets import create_model, model_info
 from papernets.bench.profile import count_macs, meta_model_stats
 from papernets.pretrained import map_by_order, reference_model
@@ -330,20 +331,9 @@ def _randomize(model: nn.Module) -> nn.Module:
 
 
 def _check_import(name: str, library: str, size: int, state_fn=None, default_differs: bool = False) -> None:
-    source = get_entry(name).pretrained[library]
-    torch.manual_seed(0)
-    ref = _randomize(reference_model(library, source.name, **source.ref_kwargs)).eval()
-    ours = create_model(name, **source.kwargs).eval()
-    state = ref.state_dict() if state_fn is None else state_fn(ref.state_dict())
-    ours.load_state_dict(source.convert(state, ours), strict=True)
-    x = torch.randn(2, 3, size, size)
-    with torch.no_grad():
-        expected = ref(x)
-        torch.testing.assert_close(ours(x), expected, atol=1e-5, rtol=1e-5)
-        if default_differs:  # the source's builder keywords matter: without them the logits are not theirs
-            plain = create_model(name).eval()
-            plain.load_state_dict(source.convert(state, plain), strict=True)
-            assert not torch.allclose(plain(x), expected, atol=1e-3, rtol=1e-3)
+    # default_differs: the source's builder keywords matter: without them the logits are not theirs
+    assert_same_logits_as_reference(name, library, input_size=size, randomize=_randomize, state_fn=state_fn,
+                                    source_kwargs_matter=default_differs)
 
 
 def _old_torchvision_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

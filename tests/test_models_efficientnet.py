@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import assert_same_logits_as_reference
 from papernets import create_model, model_info
 from papernets.bench.profile import meta_model_stats
 from papernets.models.efficientnet import V2_L, V2_M, Conv2dSame, EfficientNet, FusedMBConv, MBConv, Stage
-from papernets.pretrained import reference_model
 from papernets.registry import get_entry, resolve_name
 
 # REFERENCES.md: input size, params (1000 classes), GMACs; torchvision = timm tf_efficientnet(v2)_*.
@@ -235,19 +235,9 @@ def _randomize(model: nn.Module) -> None:
 
 
 def _check_import(name: str, library: str) -> None:
-    entry = get_entry(name)
-    source = entry.pretrained[library]
-    torch.manual_seed(0)
-    theirs = reference_model(library, source.name)
-    _randomize(theirs)
-    theirs.eval()
-    ours = entry.builder(img_size=64, **source.kwargs).eval()  # 64 px: the ImageNet form (stride 32)
-    ours.load_state_dict(source.convert(theirs.state_dict(), ours), strict=True)
-    x = torch.randn(2, 3, 32, 32)  # 32 -> 16 -> ... -> 1, all even: TF SAME pads asymmetrically everywhere
-    with torch.no_grad():
-        expected, actual = theirs(x), ours(x)
-    assert expected.std() > 0.01
-    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+    # Ours at 64 px: the ImageNet form (stride 32). Compared at 32 px: 32 -> 16 -> ... -> 1, all even, so TF SAME
+    # pads asymmetrically everywhere.
+    assert_same_logits_as_reference(name, library, img_size=64, input_size=32, randomize=_randomize, min_std=0.01)
 
 
 FAST_IMPORTS = [

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import papernets
+from conftest import assert_same_logits_as_reference
 from papernets.bench.profile import count_macs, count_params, meta_model_stats
 from papernets.models.shufflenet import ShuffleNetV1, _concat_shuffle, channel_shuffle
 from papernets.models.squeezenet import SqueezeNet
@@ -365,38 +366,15 @@ def test_weight_sources():
 
 @pytest.mark.parametrize("name,library", IMPORTS, ids=[f"{n}-{lib}" for n, lib in IMPORTS])
 def test_weight_import_gives_identical_logits(name, library):
-    torch.manual_seed(0)
-    source = get_entry(name).pretrained[library]
-    ref = reference_model(library, source.name, **source.ref_kwargs)
-    with torch.no_grad():
-        _randomize_bn(ref)
-    ours = papernets.create_model(name, img_size=64, **source.kwargs)
-    ours.load_state_dict(source.convert(ref.state_dict(), ours), strict=True)
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        torch.testing.assert_close(ours.eval()(x), ref.eval()(x), atol=1e-5, rtol=1e-5)
+    assert_same_logits_as_reference(name, library, img_size=64, randomize=_randomize_bn)
 
 
 def test_timm_mobilenet_v1_needs_relu6_and_loads_through_create_model(tmp_path):
     # timm's mobilenetv1_100 is the paper's network with ReLU6: the import applies relu6=True by itself, and
     # the paper's ReLU network with the same weights gives different logits.
-    torch.manual_seed(0)
-    ref = reference_model("timm", "mobilenetv1_100")
-    with torch.no_grad():
-        _randomize_bn(ref)
-    path = tmp_path / "mobilenetv1_100.pth"
-    torch.save(ref.state_dict(), path)
-    x = torch.randn(2, 3, 64, 64) * 4
-    imported = papernets.create_model(
-        "mobilenet_v1", img_size=64, pretrained="timm", pretrained_file=str(path)
-    )
-    paper = papernets.create_model("mobilenet_v1", img_size=64)
-    source = get_entry("mobilenet_v1").pretrained["timm"]
-    paper.load_state_dict(source.convert(ref.state_dict(), paper), strict=True)
-    with torch.no_grad():
-        expected = ref.eval()(x)
-        torch.testing.assert_close(imported.eval()(x), expected, atol=1e-5, rtol=1e-5)
-        assert not torch.allclose(paper.eval()(x), expected, atol=1e-3)
+    assert get_entry("mobilenet_v1").pretrained["timm"].kwargs == {"relu6": True}
+    assert_same_logits_as_reference("mobilenet_v1", "timm", img_size=64, randomize=_randomize_bn, input_scale=4,
+                                    pretrained_file=tmp_path / "mobilenetv1_100.pth", source_kwargs_matter=True)
 
 
 def test_loss_decreases_on_a_fixed_batch():

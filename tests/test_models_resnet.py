@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 import papernets
+from conftest import assert_same_logits_as_reference
 from papernets.bench.profile import meta_model_stats
 from papernets.models.resnet import Bottleneck, ZeroPadShortcut
-from papernets.pretrained import reference_model
 from papernets.registry import get_entry, resolve_name
 
 IMAGENET = [
@@ -249,31 +249,15 @@ def _randomize_bn(model: nn.Module) -> None:
                 m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
 
 
-def _import_and_compare(name: str, library: str, check_default_differs: bool = False) -> None:
-    entry = get_entry(name)
-    source = entry.pretrained[library]
-    torch.manual_seed(0)
-    ref = reference_model(library, source.name).eval()
-    _randomize_bn(ref)
-    ours = entry.builder(num_classes=1000, in_chans=3, img_size=224, **source.kwargs).eval()
-    ours.load_state_dict(source.convert(ref.state_dict(), ours), strict=True)
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        expected = ref(x)
-        torch.testing.assert_close(ours(x), expected, atol=1e-5, rtol=1e-5)
-        if check_default_differs:  # the paper-faithful default (v1) is a different network from theirs (v1.5)
-            v1 = entry.builder(num_classes=1000, in_chans=3, img_size=224).eval()
-            v1.load_state_dict(source.convert(ref.state_dict(), v1), strict=True)
-            assert not torch.allclose(v1(x), expected, atol=1e-3, rtol=1e-3)
-
-
 @pytest.mark.parametrize(
     "name,library,differs",
     [("resnet18", "torchvision", False), ("resnet50", "torchvision", True), ("seresnet50", "timm", False),
      ("resnext50_32x4d", "torchvision", False)],
 )
 def test_weight_import_identical_logits(name, library, differs):
-    _import_and_compare(name, library, differs)
+    # differs: the paper-faithful default (v1) is a different network from theirs (v1.5)
+    assert_same_logits_as_reference(name, library, img_size=224, input_size=32, randomize=_randomize_bn,
+                                    source_kwargs_matter=differs)
 
 
 @pytest.mark.slow
@@ -283,7 +267,7 @@ def test_weight_import_identical_logits(name, library, differs):
      ("resnext101_32x8d", "torchvision"), ("seresnext50_32x4d", "timm")],
 )
 def test_weight_import_identical_logits_slow(name, library):
-    _import_and_compare(name, library)
+    assert_same_logits_as_reference(name, library, img_size=224, input_size=32, randomize=_randomize_bn)
 
 
 def test_pretrained_sources():

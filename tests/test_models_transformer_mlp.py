@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import papernets
+from conftest import assert_same_logits_as_reference, random_reference, uninitialized_model
 from papernets.bench.profile import count_macs, meta_model_stats
 from papernets.models.gmlp import GMLP_SIZES
 from papernets.models.mlp_mixer import MIXER_SIZES
@@ -276,42 +277,21 @@ def test_vit_resamples_position_embeddings():
     assert resample_pos_embed(same, (6, 6), (6, 6)) is same
 
 
-def _randomized_reference(library: str, ref_name: str, **kwargs) -> nn.Module:
-    """Their model, with every parameter random (their zero-initialized heads would hide mapping errors)."""
-    with torch.device("meta"):
-        ref = reference_model(library, ref_name, **kwargs)
-    assert not list(ref.buffers())
-    ref = ref.to_empty(device="cpu")
-    with torch.no_grad():
-        for name, p in ref.named_parameters():
-            p.uniform_(-0.04, 0.04)
-            if p.dim() == 1 and name.endswith(("weight", "alpha")):
-                p.add_(1.0)  # norms near identity, so activations keep their scale
-    return ref.eval()
-
-
-def _ours(name: str, img_size: int) -> nn.Module:
-    with torch.device("meta"):
-        model = papernets.create_model(name, img_size=img_size)
-    return model.to_empty(device="cpu")
+def _randomize_all(ref: nn.Module) -> None:
+    """Every parameter random (their zero-initialized heads would hide mapping errors)."""
+    for name, p in ref.named_parameters():
+        p.uniform_(-0.04, 0.04)
+        if p.dim() == 1 and name.endswith(("weight", "alpha")):
+            p.add_(1.0)  # norms near identity, so activations keep their scale
 
 
 def _assert_import(name: str, library: str, ref_name: str = "", converter: str = "", img_size: int = 64):
     """Their model -> convert -> ours (strict), identical logits. ``ref_name``/``converter``: an architecture
     they have without published weights, checked with the converter registered for ``converter``."""
-    torch.manual_seed(0)
-    source = get_entry(converter or name).pretrained[library]
-    ref_name, convert = ref_name or source.name, source.convert
     size_kw = {"image_size": img_size} if library == "torchvision" else {"img_size": img_size}
-    ref = _randomized_reference(library, ref_name, **size_kw)
-    model = _ours(name, img_size)
-    model.load_state_dict(convert(ref.state_dict(), model), strict=True)
-    model.eval()
-    x = torch.randn(2, 3, img_size, img_size)
-    with torch.no_grad():
-        ours, theirs = model(x), ref(x)
-    assert theirs.std() > 0.01  # a real signal (not a zero head), well above the tolerance
-    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    assert_same_logits_as_reference(name, library, ref_name or None, img_size=img_size, ref_kwargs=size_kw,
+                                    converter=converter or None, randomize=_randomize_all, ref_init=False,
+                                    min_std=0.01)
 
 
 IMPORTS_FAST = [
@@ -371,24 +351,16 @@ def test_same_architecture_as_timm_large(name, ref_name, converter):
 
 def test_vit_resampling_matches_timm_dynamic_size():
     """Our on-the-fly resampling is timm's: same logits at a size neither model was built for."""
-    torch.manual_seed(0)
-    ref = reference_model("timm", "vit_tiny_patch16_224", img_size=64, dynamic_img_size=True).eval()
-    with torch.no_grad():
-        nn.init.normal_(ref.head.weight, std=0.02)
-    model = papernets.create_model("vit_ti_16", img_size=64)
-    convert = get_entry("vit_ti_16").pretrained["timm"].convert
-    model.load_state_dict(convert(ref.state_dict(), model), strict=True)
-    model.eval()
-    x = torch.randn(2, 3, 112, 80)
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), ref(x), atol=1e-5, rtol=1e-5)
+    assert_same_logits_as_reference("vit_ti_16", "timm", img_size=64, input_size=(112, 80),
+                                    ref_kwargs={"dynamic_img_size": True, "img_size": 64},
+                                    randomize=lambda ref: nn.init.normal_(ref.head.weight, std=0.02))
 
 
 def test_vit_import_at_another_size_resamples_position_embeddings():
     """Fine-tuning at a new resolution (paper section 3.2): imported embeddings are interpolated on import."""
-    ref = _randomized_reference("timm", "vit_tiny_patch16_224", img_size=64)
+    ref = random_reference("timm", "vit_tiny_patch16_224", _randomize_all, init=False, img_size=64)
     convert = get_entry("vit_ti_16").pretrained["timm"].convert
-    at_64, at_96 = _ours("vit_ti_16", 64), _ours("vit_ti_16", 96)
+    at_64, at_96 = uninitialized_model("vit_ti_16", img_size=64), uninitialized_model("vit_ti_16", img_size=96)
     at_64.load_state_dict(convert(ref.state_dict(), at_64), strict=True)
     at_96.load_state_dict(convert(ref.state_dict(), at_96), strict=True)
     assert at_96.pos_embed.shape == (1, 1 + 6 * 6, 192)

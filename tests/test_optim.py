@@ -494,7 +494,7 @@ def one_thread():
 
 def _sam_cfg(run_epochs=2):
     return apply_overrides(Config(), [
-        "model.name=lenet5_bn", "data.name=fashion-mnist", "data.image_size=28", "data.limit=320",
+        "model.name=lenet5_bn", "data.name=synthetic", "data.image_size=28", "data.limit=320",
         f"train.epochs={run_epochs}", "train.batch_size=64", "train.threads=1", "optim.name=sgd", "optim.lr=0.05",
         "optim.sam=true", "optim.sam_adaptive=true", "train.ema=true", "train.ema_decay=0.9",
         "train.select_best_on=ema", "train.mixup_alpha=0.2", "train.cutmix_alpha=1.0", "train.label_smoothing=0.1",
@@ -507,10 +507,10 @@ def _count_training_forwards(trainer):
     return calls
 
 
-def test_the_trainer_takes_two_passes_per_step_with_sam_and_ends_elsewhere(tmp_path, fashion_root, one_thread):
+def test_the_trainer_takes_two_passes_per_step_with_sam_and_ends_elsewhere(tmp_path, one_thread):
     def cfg(sam):
         return apply_overrides(Config(), [
-            "model.name=lenet5_bn", "data.name=fashion-mnist", "data.image_size=28", "data.limit=256",
+            "model.name=lenet5_bn", "data.name=synthetic", "data.image_size=28", "data.limit=256",
             "train.epochs=1", "train.batch_size=64", "train.threads=1", "optim.name=sgd", "optim.lr=0.1",
             f"optim.sam={str(sam).lower()}", "output.plots=false", "output.checkpoint=false",
             "output.save_best=false"])
@@ -524,13 +524,13 @@ def test_the_trainer_takes_two_passes_per_step_with_sam_and_ends_elsewhere(tmp_p
         trainer.fit()
         runs[sam] = w0, trainer.model.state_dict(), len(calls), trainer.state.global_step
     (w0_plain, w_plain, n_plain, steps), (w0_sam, w_sam, n_sam, steps_sam) = runs[False], runs[True]
-    assert steps == steps_sam == 4  # 230 training images in batches of 64
+    assert steps == steps_sam == 4  # 256 training images in batches of 64
     assert all(torch.equal(w0_plain[k], w0_sam[k]) for k in w0_plain)  # the same seed, the same start
     assert n_plain == steps and n_sam == 2 * steps
     assert not torch.equal(w_plain["features.c1.weight"], w_sam["features.c1.weight"])
 
 
-def test_sam_run_interrupted_mid_epoch_resumes_bit_identically(tmp_path, fashion_root, one_thread):
+def test_sam_run_interrupted_mid_epoch_resumes_bit_identically(tmp_path, one_thread):
     cfg = _sam_cfg()
     full = Trainer(copy.deepcopy(cfg), tmp_path / "full", stream=io.StringIO())
     summary = full.fit()

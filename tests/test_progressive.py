@@ -54,8 +54,8 @@ def test_vit_sizes_are_multiples_of_the_patch():
     assert [s.image_size for s in plan] == [12, 16, 24, 28]
 
 
-def test_the_trainer_rounds_vit_stages_to_its_patch_size(tmp_path, fashion_root):
-    cfg = _cfg("model.name=vit_ti_16", "data.name=fashion-mnist", "data.limit=64", "train.batch_size=16")
+def test_the_trainer_rounds_vit_stages_to_its_patch_size(tmp_path):
+    cfg = _cfg("model.name=vit_ti_16", "data.name=synthetic", "data.limit=64", "train.batch_size=16")
     trainer = Trainer(cfg, tmp_path / "r", stream=io.StringIO())
     assert trainer.model.patch_embed.patch_size == 4  # the small-image ViT
     sizes = [s.image_size for s in trainer.plan]
@@ -85,10 +85,10 @@ def test_fixed_size_model_through_the_cli_is_a_one_line_error(tmp_path, capsys):
     assert len(lines) == 1 and "mixer_s_16" in lines[0] and "built for one input size" in lines[0]
 
 
-def test_sizes_below_the_minimum_or_that_the_model_cannot_take(tmp_path, fashion_root):
+def test_sizes_below_the_minimum_or_that_the_model_cannot_take(tmp_path):
     with pytest.raises(ConfigError, match="below its minimum of 16 px"):
         progressive_plan(_cfg(), get_entry("lenet5"))
-    cfg = _cfg("model.name=lenet5", "train.progressive_image_size=[0.62, 1.0]", "data.limit=64")
+    cfg = _cfg("model.name=lenet5", "train.progressive_image_size=[0.62, 1.0]", "data.name=synthetic", "data.limit=64")
     with pytest.raises(ConfigError, match="lenet5 cannot take the 17 px images of stage 1"):
         Trainer(cfg, tmp_path / "r", stream=io.StringIO())
 
@@ -101,7 +101,7 @@ def one_thread():
 
 
 def _run_cfg():
-    return _cfg("model.name=resnet20", "data.name=fashion-mnist", "data.limit=256", "train.batch_size=64",
+    return _cfg("model.name=resnet20", "data.name=synthetic", "data.limit=256", "train.batch_size=64",
                 "train.threads=1", "optim.lr=0.003", "train.progressive_mixup=[0.0, 0.4]",
                 "train.cutmix_alpha=1.0", "train.ema=true", "output.plots=false")
 
@@ -111,7 +111,7 @@ def _rows(run):
         return list(csv.DictReader(f))
 
 
-def test_progressive_run_records_its_stages_and_resumes_mid_schedule_exactly(tmp_path, fashion_root, one_thread):
+def test_progressive_run_records_its_stages_and_resumes_mid_schedule_exactly(tmp_path, one_thread):
     cfg = _run_cfg()
     full = Trainer(copy.deepcopy(cfg), tmp_path / "full", stream=io.StringIO())
     assert full.val_loader.image_size == 28 and full.test_loader.image_size == 28  # evaluation at the final size

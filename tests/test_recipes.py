@@ -147,8 +147,8 @@ def test_a_recipe_may_not_choose_the_run_size(tmp_path, monkeypatch):
         load_recipe("resnet20")
 
 
-def test_train_with_recipe_and_sam_saves_the_resolved_config(tmp_path, fashion_root, capsys):
-    code = main(["train", "--model", "lenet5_bn", "--dataset", "fashion-mnist", "--image-size", "28", "--epochs", "1",
+def test_train_with_recipe_and_sam_saves_the_resolved_config(tmp_path, capsys):
+    code = main(["train", "--model", "lenet5_bn", "--dataset", "synthetic", "--image-size", "28", "--epochs", "1",
                  "--batch-size", "64", "--recipe", "paper", "--sam", "--set", "data.limit=300", "--set",
                  "output.plots=false", "--out", str(tmp_path), "--name", "r"])
     assert code == 0, capsys.readouterr().err[-2000:]

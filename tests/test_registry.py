@@ -2,6 +2,7 @@ import pytest
 import torch
 
 import papernets
+from conftest import assert_same_logits_as_reference
 from papernets.registry import ModelConfigError, UnknownModelError, resolve_name
 
 
@@ -71,14 +72,7 @@ def test_lenet5_matches_the_paper():
 
 
 def test_resnet_torchvision_weights_give_identical_logits():
-    from papernets.pretrained import reference_model
-
-    ref = reference_model("torchvision", "resnet18").eval()
-    ours = papernets.create_model("resnet18").eval()
-    entry = papernets.registry.get_entry("resnet18")
-    ours.load_state_dict(entry.pretrained["torchvision"].convert(ref.state_dict(), ours), strict=True)
-    x = torch.randn(2, 3, 64, 64)
-    torch.testing.assert_close(ours(x), ref(x), atol=1e-5, rtol=1e-5)
+    assert_same_logits_as_reference("resnet18", "torchvision", input_size=64)
 
 
 def test_pretrained_file_is_mapped_and_adapted(tmp_path):
@@ -104,57 +98,48 @@ def _randomize_bn(model: torch.nn.Module) -> torch.nn.Module:
                 m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
                 m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
                 m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-    return model.eval()
+    return model
 
 
 def test_timm_weights_without_a_file_come_from_timm_create_model(monkeypatch):
     # pretrained="timm" and no file: timm.create_model(name, pretrained=True) fetches them (its own download
-    # cache). Here it returns a random model, so nothing is downloaded.
+    # cache). Here it returns the random reference model, so nothing is downloaded.
     import timm
 
-    from papernets.pretrained import reference_model
-
-    torch.manual_seed(0)
-    ref = _randomize_bn(reference_model("timm", "mobilenetv1_100"))
     calls = []
 
-    def fake_create_model(name, pretrained=False, **kwargs):
-        calls.append((name, pretrained, kwargs))
-        return ref
+    def load(ref):
+        def fake_create_model(name, pretrained=False, **kwargs):
+            calls.append((name, pretrained, kwargs))
+            return ref
 
-    monkeypatch.setattr(timm, "create_model", fake_create_model)
-    model = papernets.create_model("mobilenet_v1", img_size=64, pretrained="timm").eval()
+        monkeypatch.setattr(timm, "create_model", fake_create_model)
+        return papernets.create_model("mobilenet_v1", img_size=64, pretrained="timm")
+
+    assert_same_logits_as_reference("mobilenet_v1", "timm", img_size=64, randomize=_randomize_bn, load=load,
+                                    min_std=0.01)
     assert calls == [("mobilenetv1_100", True, {})]
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        expected = ref(x)
-        assert expected.std() > 0.01
-        torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_torchvision_weights_without_a_file_come_from_its_weights_enum(monkeypatch):
     # pretrained=True (torchvision) and no file: get_model_weights(name).DEFAULT.get_state_dict() fetches them
-    # (torchvision's download cache). Here it hands back a random model's state dict.
+    # (torchvision's download cache). Here it hands back the random reference model's state dict.
     import types
 
     import torchvision
 
-    from papernets.pretrained import reference_model
-
-    torch.manual_seed(0)
-    ref = _randomize_bn(reference_model("torchvision", "resnet18"))
     asked = []
 
-    def get_state_dict(progress=True):
-        return ref.state_dict()
+    def load(ref):
+        def get_state_dict(progress=True):
+            return ref.state_dict()
 
-    def fake_get_model_weights(name):
-        asked.append(name)
-        return types.SimpleNamespace(DEFAULT=types.SimpleNamespace(get_state_dict=get_state_dict))
+        def fake_get_model_weights(name):
+            asked.append(name)
+            return types.SimpleNamespace(DEFAULT=types.SimpleNamespace(get_state_dict=get_state_dict))
 
-    monkeypatch.setattr(torchvision.models, "get_model_weights", fake_get_model_weights)
-    model = papernets.create_model("resnet18", img_size=64, pretrained=True).eval()
+        monkeypatch.setattr(torchvision.models, "get_model_weights", fake_get_model_weights)
+        return papernets.create_model("resnet18", img_size=64, pretrained=True)
+
+    assert_same_logits_as_reference("resnet18", "torchvision", img_size=64, randomize=_randomize_bn, load=load)
     assert asked == ["resnet18"]
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), ref(x), atol=1e-5, rtol=1e-5)

@@ -1,4 +1,5 @@
-"""The trainer end to end on the real Fashion-MNIST: run directory, accuracy, exact resume, Ctrl-C, divergence."""
+"""The trainer end to end: run directory and accuracy on the real Fashion-MNIST; exact resume, Ctrl-C, divergence
+and the other mechanics on synthetic data (or small dataset files where a property of the dataset matters)."""
 
 import csv
 import io
@@ -28,6 +29,9 @@ from papernets.registry import ModelConfigError
 QUICK = ["--model", "lenet5_bn", "--dataset", "fashion-mnist", "--image-size", "28", "--batch-size", "64",
          "--optimizer", "adam", "--lr", "0.002", "--set", "schedule.name=cosine", "--set", "model.drop_rate=0.1"]
 DETERMINISTIC = ["--set", "train.threads=1"]
+# Synthetic data for the mechanics: 900 train images, 57 steps an epoch in batches of 16.
+SYNTHETIC = ["--model", "lenet5_bn", "--dataset", "synthetic", "--image-size", "28", "--batch-size", "16",
+             "--optimizer", "adam", "--lr", "0.002", "--set", "schedule.name=cosine", "--set", "model.drop_rate=0.1"]
 
 
 def _rows(run):
@@ -83,7 +87,7 @@ def test_checkpoint_contents_and_weights_only(trained_run):
 
 
 def _resume_base(tmp_path):
-    return [*QUICK, *DETERMINISTIC, "--epochs", "3", "--set", "data.limit=4000", "--out", str(tmp_path)]
+    return [*SYNTHETIC, *DETERMINISTIC, "--epochs", "3", "--out", str(tmp_path)]
 
 
 def _final_weights(run):
@@ -100,7 +104,7 @@ def _assert_same_run(a, b):
 
 
 @pytest.fixture(scope="module")
-def one_go(tmp_path_factory, fashion_root):
+def one_go(tmp_path_factory):
     out = tmp_path_factory.mktemp("onego")
     res = run_cli("train", *_resume_base(out), "--name", "full")
     assert res.returncode == 0, res.stderr[-2000:]
@@ -148,13 +152,13 @@ def test_ctrl_c_saves_mid_epoch_and_resume_is_bit_identical(tmp_path, one_go):
 
 
 def _tiny(*extra):
-    """LeNet-5 on 256 Fashion-MNIST images (230 train, 26 val): 4 steps an epoch."""
+    """LeNet-5 on synthetic data (256 train, 100 val images): 4 steps an epoch."""
     return apply_overrides(load_config(None), [
-        "model.name=lenet5", "data.name=fashion-mnist", "data.image_size=28", "data.limit=256", "train.epochs=1",
+        "model.name=lenet5", "data.name=synthetic", "data.image_size=28", "data.limit=256", "train.epochs=1",
         "train.batch_size=64", "train.threads=1", "optim.name=sgd", "optim.lr=0.01", "output.plots=false", *extra])
 
 
-def test_resume_can_extend_epochs_but_not_change_the_config(tmp_path, fashion_root):
+def test_resume_can_extend_epochs_but_not_change_the_config(tmp_path):
     run = tmp_path / "r"
     Trainer(_tiny(), run, stream=io.StringIO()).fit()
     first = _rows(run)
@@ -182,17 +186,17 @@ class AuxStub(nn.Module):
 
     aux_weight = 0.3
 
-    def __init__(self):
+    def __init__(self, in_chans):
         super().__init__()
-        self.head, self.aux = nn.Linear(28 * 28, 10), nn.Linear(28 * 28, 10)
+        self.head, self.aux = nn.Linear(in_chans * 28 * 28, 10), nn.Linear(in_chans * 28 * 28, 10)
 
     def forward(self, x):
         f = x.flatten(1)
         return (self.head(f), [self.aux(f)]) if self.training else self.head(f)
 
 
-def test_auxiliary_losses_reach_the_training_loss(tmp_path, fashion_root, monkeypatch):
-    monkeypatch.setattr(trainer_mod, "build_model", lambda *args, **kwargs: AuxStub())
+def test_auxiliary_losses_reach_the_training_loss(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_mod, "build_model", lambda cfg, classes, chans, *a, **k: AuxStub(chans))
     calls, real = [], step_mod.training_loss
 
     def spy(output, y, targets, aux_weight, label_smoothing):
@@ -218,12 +222,12 @@ def test_auxiliary_losses_reach_the_training_loss(tmp_path, fashion_root, monkey
 
 @pytest.mark.parametrize("override,key", [("model.drop_path_rate=0.1", "drop_path_rate"),
                                           ("model.kwargs={bogus: 1}", "bogus")])
-def test_bad_model_keywords_are_a_model_config_error(override, key, tmp_path, fashion_root, capsys):
+def test_bad_model_keywords_are_a_model_config_error(override, key, tmp_path, capsys):
     cfg = apply_overrides(load_config(None), ["model.name=lenet5", override])
     with pytest.raises(ModelConfigError, match=f"^lenet5 does not take the keyword '{key}' \\(model\\.") as info:
         build_model(cfg, 10, 1, 28)
     assert "\n" not in str(info.value) and info.value.__cause__ is None  # refused by the signature, before building
-    code = main(["train", "--model", "lenet5", "--dataset", "fashion-mnist", "--image-size", "28", "--set",
+    code = main(["train", "--model", "lenet5", "--dataset", "synthetic", "--image-size", "28", "--set",
                  override, "--set", "data.limit=64", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and f"does not take the keyword '{key}'" in err, err[-2000:]
@@ -241,7 +245,7 @@ def _poison_after_epoch(trainer, epoch_index, fn):
 
 
 @pytest.mark.parametrize("what", ["weight", "val_loss"])
-def test_non_finite_weights_or_val_loss_keep_the_last_good_checkpoint(what, tmp_path, fashion_root, monkeypatch):
+def test_non_finite_weights_or_val_loss_keep_the_last_good_checkpoint(what, tmp_path, monkeypatch):
     extra = ["data.val_fraction=0"] if what == "weight" else []  # no validation: only the weights can tell
     trainer = Trainer(_tiny("train.epochs=2", *extra), tmp_path / "r", stream=io.StringIO())
     saved = []
@@ -266,9 +270,9 @@ def test_non_finite_weights_or_val_loss_keep_the_last_good_checkpoint(what, tmp_
     assert [int(r["epoch"]) for r in _rows(tmp_path / "r")] == [1]
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, fashion_root):
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     cfg = apply_overrides(load_config(None), [
-        "model.name=lenet5", "data.name=fashion-mnist", "data.image_size=28", "data.limit=512", "train.epochs=1",
+        "model.name=lenet5", "data.name=synthetic", "data.image_size=28", "data.limit=512", "train.epochs=1",
         "train.batch_size=64", "optim.name=sgd", "optim.lr=0.01"])
     Trainer(cfg, tmp_path / "r").fit()
     good = load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")
@@ -305,18 +309,18 @@ def test_schedules_per_step(name):
     assert opt.param_groups[0]["lr"] == pytest.approx(lrs[35])
 
 
-def test_flip_tta_averages_the_logits_of_each_image_and_its_mirror(fashion_root):
+def test_flip_tta_averages_the_logits_of_each_image_and_its_mirror():
     from papernets.data import TensorLoader, load_dataset
     from papernets.engine.distributed import DistInfo
     from papernets.engine.trainer import evaluate
 
-    data = load_dataset("fashion-mnist", limit=200, image_size=28)
+    data = load_dataset("synthetic", limit=200, image_size=28)
     loader = TensorLoader(data.test_x, data.test_y, 64, 28, data.mean, data.std, train=False,
                           device=torch.device("cpu"))
     torch.manual_seed(0)
     cfg = load_config(None)
     cfg.model.name = "lenet5_bn"
-    model = build_model(cfg, 10, 1, 28).eval()
+    model = build_model(cfg, 10, 3, 28).eval()
     info = DistInfo(0, 1, 0, torch.device("cpu"))
     y = data.test_y
     with torch.no_grad():
@@ -330,16 +334,18 @@ def test_flip_tta_averages_the_logits_of_each_image_and_its_mirror(fashion_root)
     assert len(y) == 200 and not torch.equal(plain.argmax(1), ((plain + mirrored) / 2).argmax(1))
 
 
-def test_a_flip_tta_run_tests_and_evaluates_with_it_and_digits_refuse_it(tmp_path, fashion_root):
+def test_a_flip_tta_run_tests_and_evaluates_with_it_and_digits_refuse_it(tmp_path):
+    from conftest import write_cifar, write_mnist
+
     common = ["--epochs", "1", "--set", "data.limit=600", "--set", "train.tta_flip=true", "--set", "train.amp=off",
               "--out", str(tmp_path)]
-    res = run_cli("train", *QUICK, *common, "--name", "tta")
+    write_cifar(tmp_path / "cifar", per_batch=120)  # CIFAR-10-format files: a dataset whose images may be mirrored
+    res = run_cli("train", *QUICK, *common, "--dataset", "cifar10", "--data-root", str(tmp_path / "cifar"),
+                  "--name", "tta")
     assert res.returncode == 0, res.stderr[-2000:]
     summary = json.loads((tmp_path / "tta" / "summary.json").read_text())
     res = run_cli("eval", str(tmp_path / "tta"), "--limit", "600", "--json")
     assert res.returncode == 0 and json.loads(res.stdout)["top1"] == pytest.approx(summary["test_acc"])
-    from conftest import write_mnist
-
     write_mnist(tmp_path / "mnist")
     res = run_cli("train", *QUICK, *common, "--dataset", "mnist", "--data-root", str(tmp_path / "mnist"))
     assert res.returncode == 2 and "train.tta_flip=true" in res.stderr and "'mnist'" in res.stderr

@@ -14,9 +14,7 @@ import torch
 
 from papernets.bench.zoo import model_rows, models_markdown
 
-ROOT = Path(__file__).resolve().parents[1]
-while not (ROOT / "README.md").is_file() and ROOT != ROOT.parent:  # tests/ or a folder below it
-    ROOT = ROOT.parent
+ROOT = Path(__file__).resolve().parents[2]  # tests/docs/ -> the repository
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
