@@ -13,17 +13,28 @@ class PatchEmbed(nn.Module):
 
     Returns tokens of shape (batch, num_patches, embed_dim). The grid follows the input, so a model that can
     handle a different number of tokens (ViT with resampled position embeddings) sees any size divisible by
-    the patch size.
+    the patch size. An ``img_size`` that is not divisible by the patch size raises ``ModelConfigError``.
     """
 
     def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int) -> None:
         super().__init__()
-        if img_size % patch_size:
-            raise ValueError(f"image size {img_size} is not divisible by the patch size {patch_size}")
-        self.img_size, self.patch_size = img_size, patch_size
-        self.grid_size = img_size // patch_size
-        self.num_patches = self.grid_size**2
+        self.patch_size = patch_size
+        self.set_img_size(img_size)
         self.proj = nn.Conv2d(in_chans, embed_dim, patch_size, patch_size)
+
+    def set_img_size(self, img_size: int) -> None:
+        """The grid for ``img_size`` px images; a size that is not a multiple of the patch size is refused."""
+        p = self.patch_size
+        if img_size % p:
+            lower = img_size - img_size % p
+            nearest = " or ".join(str(size) for size in (lower, lower + p) if size > 0)
+            raise ModelConfigError(
+                f"image size {img_size} is not divisible by the patch size {p}; "
+                f"use a multiple of {p}, such as {nearest}."
+            )
+        self.img_size = img_size
+        self.grid_size = img_size // p
+        self.num_patches = self.grid_size**2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % self.patch_size or x.shape[-2] % self.patch_size:

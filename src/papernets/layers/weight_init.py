@@ -29,3 +29,9 @@ def lecun_normal_(weight: torch.Tensor) -> torch.Tensor:
     """Flax's default kernel init ``variance_scaling(1, fan_in)``: truncated normal of variance 1 / fan_in."""
     std = math.sqrt(1.0 / weight[0].numel()) / _TRUNC_STD
     return trunc_normal_(weight, std, -2.0 * std, 2.0 * std)
+
+
+def zero_init_(layer: torch.nn.Linear) -> None:
+    """Weight and bias zero: the head of ViT, MLP-Mixer and gMLP in their official code."""
+    torch.nn.init.zeros_(layer.weight)
+    torch.nn.init.zeros_(layer.bias)

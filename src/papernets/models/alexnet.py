@@ -55,6 +55,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from papernets.layers import Classifier, ClassifierModel, small_form
 from papernets.registry import Paper, register_model
 
 __all__ = ["AlexNet", "GroupedLRN"]
@@ -110,7 +111,7 @@ class GroupedLRN(nn.Module):
         return torch.cat([self.lrn(part) for part in x.chunk(self.groups, dim=1)], dim=1)
 
 
-class AlexNet(nn.Module):
+class AlexNet(ClassifierModel):
     def __init__(
         self,
         num_classes: int = 1000,
@@ -120,8 +121,7 @@ class AlexNet(nn.Module):
         small_input: bool | None = None,
     ) -> None:
         super().__init__()
-        small = img_size < 64 if small_input is None else small_input
-        self.small_input = small
+        small = self.small_input = small_form(img_size, small_input)
         layers = (SMALL_CONV1, *LAYERS[1:]) if small else LAYERS
         pool_padding = 1 if small else 0
 
@@ -144,10 +144,9 @@ class AlexNet(nn.Module):
         self.head_hidden_size = HIDDEN
         grid = 4 if small else 6
         self.pool = nn.AdaptiveAvgPool2d(grid)
-        self.drop_rate = drop_rate
         self.fc6 = nn.Linear(in_chs * grid * grid, HIDDEN)
         self.fc7 = nn.Linear(HIDDEN, HIDDEN)
-        self.fc = nn.Linear(HIDDEN, num_classes)
+        self.fc = Classifier(HIDDEN, num_classes, drop_rate, init=_init_fc8)
         self._bias_init.update(fc6=1.0, fc7=1.0, fc=0.0)
         self._init_weights()
 
@@ -164,16 +163,13 @@ class AlexNet(nn.Module):
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(x).flatten(1)
         x = nn.functional.dropout(torch.relu(self.fc6(x)), self.drop_rate, self.training)
-        x = nn.functional.dropout(torch.relu(self.fc7(x)), self.drop_rate, self.training)
-        return self.fc(x)
+        return self.fc(torch.relu(self.fc7(x)))  # fc applies the second dropout, at the same rate
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.fc = nn.Linear(HIDDEN, num_classes)
-        nn.init.normal_(self.fc.weight, 0.0, 0.01)
-        nn.init.zeros_(self.fc.bias)
+def _init_fc8(m: nn.Linear) -> None:
+    """Section 5 for the last layer: weights N(0, 0.01), bias 0."""
+    nn.init.normal_(m.weight, 0.0, 0.01)
+    nn.init.zeros_(m.bias)
 
 
 @register_model(paper=ALEXNET, family="alexnet", default_img_size=224, min_img_size=1)

@@ -61,7 +61,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from papernets.layers import ConvNormAct
+from papernets.layers import Classifier, ClassifierModel, ConvNormAct, small_form
 from papernets.pretrained import rename_keys
 from papernets.registry import Paper, PretrainedSource, register_model
 
@@ -110,7 +110,7 @@ class DarkStage(nn.Module):
         return self.blocks(self.downsample(x))
 
 
-class Darknet(nn.Module):
+class Darknet(ClassifierModel):
     """Darknet from a stem width and a table of (channels, residual units) per stage.
 
     ``leaky_slope`` is the negative slope of every leaky ReLU: 0.1 in the paper, 0.01 for timm's weights.
@@ -128,8 +128,7 @@ class Darknet(nn.Module):
         leaky_slope: float = 0.1,
     ) -> None:
         super().__init__()
-        small = img_size < 64 if small_input is None else small_input
-        self.small_input = small
+        small = self.small_input = small_form(img_size, small_input)
         self.stem = conv_bn_leaky(in_chans, stem_chs, 3, leaky_slope=leaky_slope)
         in_chs = stem_chs
         layers = []
@@ -139,9 +138,7 @@ class Darknet(nn.Module):
             in_chs = out_chs
         self.stages = nn.Sequential(*layers)
         self.num_features = in_chs
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.drop_rate = drop_rate
-        self.fc = nn.Linear(in_chs, num_classes)
+        self.fc = Classifier(in_chs, num_classes, drop_rate, pool="avg", init=_init_darknet)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -155,18 +152,6 @@ class Darknet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.global_pool(x).flatten(1)
-        x = nn.functional.dropout(x, self.drop_rate, self.training)
-        return self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.num_features, num_classes)
-        _init_darknet(self.fc)
 
 
 def _init_darknet(m: nn.Conv2d | nn.Linear) -> None:

@@ -76,6 +76,7 @@ import torch
 import torch.utils.checkpoint as cp
 from torch import nn
 
+from papernets.layers import Classifier, ClassifierModel, small_form
 from papernets.pretrained import rename_keys
 from papernets.registry import Paper, PretrainedSource, register_model
 
@@ -193,12 +194,14 @@ class Transition(nn.Module):
         return self.pool(_dropout(x, self.drop_rate, self.training))
 
 
-class DenseNet(nn.Module):
+class DenseNet(ClassifierModel):
     """A DenseNet from its blocks' depths, growth rate k, stem width, bottleneck and compression.
 
     ``block_config`` has four entries for the ImageNet networks (Table 1) and three for the CIFAR ones.
     ``bn_size`` is the bottleneck width in multiples of k (None: no bottleneck); ``compression`` is theta.
     """
+
+    classifier_name = "classifier"
 
     def __init__(
         self,
@@ -216,8 +219,7 @@ class DenseNet(nn.Module):
         small_input: bool | None = None,
     ) -> None:
         super().__init__()
-        small = img_size < 64 if small_input is None else small_input
-        self.small_input = small
+        small = self.small_input = small_form(img_size, small_input)
         if small:
             stem = [("conv0", nn.Conv2d(in_chans, stem_chs, 3, 1, 1, bias=False))]
         else:
@@ -240,9 +242,7 @@ class DenseNet(nn.Module):
         self.features.add_module(f"norm{len(block_config) + 1}", nn.BatchNorm2d(chs))
         self.features.add_module(f"relu{len(block_config) + 1}", nn.ReLU(inplace=True))
         self.num_features = chs
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.drop_rate = drop_rate
-        self.classifier = nn.Linear(chs, num_classes)
+        self.classifier = Classifier(chs, num_classes, drop_rate, pool="avg", init=_zero_bias)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -253,22 +253,14 @@ class DenseNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+                _zero_bias(m)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.global_pool(x).flatten(1)
-        x = nn.functional.dropout(x, self.drop_rate, self.training)
-        return self.classifier(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.classifier = nn.Linear(self.num_features, num_classes)
-        nn.init.zeros_(self.classifier.bias)
+def _zero_bias(m: nn.Linear) -> None:
+    nn.init.zeros_(m.bias)
 
 
 def _from_torchvision(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:

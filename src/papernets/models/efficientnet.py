@@ -110,7 +110,15 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from papernets.layers import ConvNormAct, DropPath, SqueezeExcite, make_divisible
+from papernets.layers import (
+    Classifier,
+    ClassifierModel,
+    ConvNormAct,
+    DropPath,
+    SqueezeExcite,
+    make_divisible,
+    small_form,
+)
 from papernets.pretrained import rename_keys
 from papernets.registry import Paper, PretrainedSource, register_model
 
@@ -294,13 +302,15 @@ def scale_stages(stages: Sequence[Stage], width: float, depth: float) -> tuple[S
     )
 
 
-class EfficientNet(nn.Module):
+class EfficientNet(ClassifierModel):
     """Stem conv3x3 -> the stages of a stage table -> conv1x1 head -> global pool -> dropout -> FC.
 
     ``drop_rate`` (dropout before the FC) and ``set_drop_path_rate`` (stochastic depth) can change between
     calls, as progressive learning needs. ``bn_eps``/``bn_momentum`` are PyTorch's BN arguments (momentum =
     1 - TF decay); ``tf_padding`` pads strided convolutions as TensorFlow's "SAME" (see the module docstring).
     """
+
+    classifier_name = "classifier"
 
     def __init__(
         self,
@@ -318,8 +328,7 @@ class EfficientNet(nn.Module):
         tf_padding: bool = False,
     ) -> None:
         super().__init__()
-        small = img_size < 64 if small_input is None else small_input
-        self.small_input = small
+        small = self.small_input = small_form(img_size, small_input)
         conv = partial(conv_bn, bn_eps=bn_eps, bn_momentum=bn_momentum, tf_padding=tf_padding)
         self.stem = conv(in_chans, stem_chs, 3, 1 if small else 2)
 
@@ -335,8 +344,7 @@ class EfficientNet(nn.Module):
             self.stages.append(nn.Sequential(*blocks))
         self.head = conv(in_chs, head_chs, 1)
         self.num_features = head_chs
-        self.drop_rate = drop_rate
-        self.classifier = nn.Linear(head_chs, num_classes)
+        self.classifier = Classifier(head_chs, num_classes, drop_rate, pool="avg", init=_init_classifier)
         self.set_drop_path_rate(drop_path_rate)
         self._init_weights()
 
@@ -350,12 +358,7 @@ class EfficientNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        self._init_classifier()
-
-    def _init_classifier(self) -> None:
-        bound = 1.0 / math.sqrt(self.classifier.out_features)
-        nn.init.uniform_(self.classifier.weight, -bound, bound)
-        nn.init.zeros_(self.classifier.bias)
+        _init_classifier(self.classifier)
 
     def set_drop_path_rate(self, rate: float) -> None:
         """Stochastic depth: block i (0-based) of N drops its residual branch with probability rate*i/N."""
@@ -367,17 +370,11 @@ class EfficientNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(x)))
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        x = nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)
-        x = nn.functional.dropout(x, self.drop_rate, self.training)
-        return self.classifier(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.classifier = nn.Linear(self.num_features, num_classes)
-        self._init_classifier()
+def _init_classifier(m: nn.Linear) -> None:
+    bound = 1.0 / math.sqrt(m.out_features)
+    nn.init.uniform_(m.weight, -bound, bound)
+    nn.init.zeros_(m.bias)
 
 
 def _efficientnet_v1(variant: str, **kwargs: Any) -> EfficientNet:

@@ -48,12 +48,11 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from papernets.layers import DropPath, PatchEmbed, check_patches
-from papernets.layers.weight_init import lecun_normal_
+from papernets.layers import Classifier, ClassifierModel, DropPath, PatchEmbed, check_patches, small_form
+from papernets.layers.weight_init import lecun_normal_, zero_init_
 from papernets.pretrained import rename_keys
-from papernets.registry import ModelConfigError, Paper, PretrainedSource, register_model
+from papernets.registry import Paper, PretrainedSource, register_model
 
 __all__ = ["SpatialGatingUnit", "GMLPBlock", "GMLP"]
 
@@ -103,8 +102,10 @@ class GMLPBlock(nn.Module):
         return x + self.drop_path(self.fc2(self.sgu(self.act(self.fc1(self.norm(x))))))
 
 
-class GMLP(nn.Module):
+class GMLP(ClassifierModel):
     """gMLP from one row of Table 1; built for one input size."""
+
+    classifier_name = "head"
 
     def __init__(
         self,
@@ -119,23 +120,16 @@ class GMLP(nn.Module):
         small_input: bool | None = None,
     ) -> None:
         super().__init__()
-        small = img_size < 64 if small_input is None else small_input
-        self.small_input = small
-        patch_size = SMALL_PATCH if small else PATCH_SIZE
-        if img_size % patch_size:
-            raise ModelConfigError(
-                f"image size {img_size} is not divisible by the patch size {patch_size}; "
-                f"use a multiple of {patch_size}."
-            )
+        small = self.small_input = small_form(img_size, small_input)
+        self.patch_size = SMALL_PATCH if small else PATCH_SIZE
         self.img_size = img_size
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        self.patch_embed = PatchEmbed(img_size, self.patch_size, in_chans, embed_dim)
         seq_len = self.patch_embed.num_patches
         rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.Sequential(*(GMLPBlock(embed_dim, ffn_dim, seq_len, rate) for rate in rates))
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.num_features = embed_dim
-        self.drop_rate = drop_rate
-        self.head = nn.Linear(embed_dim, num_classes)
+        self.head = Classifier(embed_dim, num_classes, drop_rate, pool="avg_tokens", init=zero_init_)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -145,7 +139,7 @@ class GMLP(nn.Module):
                 nn.init.zeros_(m.bias)
         for block in self.blocks:
             block.sgu.reset_parameters()
-        nn.init.zeros_(self.head.weight)
+        zero_init_(self.head)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] != (self.img_size, self.img_size):
@@ -155,18 +149,6 @@ class GMLP(nn.Module):
                 f"spatial gating unit fixes the number of patches; build it with img_size={x.shape[-1]}."
             )
         return self.norm(self.blocks(self.patch_embed(x)))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.dropout(x.mean(dim=1), self.drop_rate, self.training)
-        return self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.head = nn.Linear(self.num_features, num_classes).to(self.norm.weight)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
 
 
 def _from_timm(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:

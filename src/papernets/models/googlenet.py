@@ -26,7 +26,8 @@ Every convolution, including those inside the modules, is followed by a ReLU. Tw
 the outputs of 4a and 4d (section 5): average pool 5x5/3 (14x14 -> 4x4), 1x1 conv with 128 maps and ReLU, FC
 1024 with ReLU, dropout 0.7, linear classifier. Their losses are added with weight 0.3 (``aux_weight``) during
 training; at inference they are discarded. In training mode ``forward`` returns ``(logits, [aux_4a,
-aux_4d])``, in evaluation mode the logits only; ``aux_logits=False`` builds the network without them.
+aux_4d])``, in evaluation mode the logits only; ``aux_logits=False`` builds the network without them (and
+its ``aux_weight`` is then 0).
 
 Details the paper leaves open come from the authors' reference Caffe model (BVLC GoogLeNet,
 https://github.com/BVLC/caffe/tree/master/models/bvlc_googlenet): LRN over 5 maps with alpha = 1e-4 (divided
@@ -67,7 +68,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from papernets.layers import ConvNormAct
+from papernets.layers import Classifier, ClassifierModel, ConvNormAct, small_form
 from papernets.registry import Paper, register_model
 
 __all__ = ["GoogLeNet", "Inception", "AuxClassifier"]
@@ -148,7 +149,7 @@ class AuxClassifier(nn.Module):
         self.pool = nn.AvgPool2d(5, 3)
         self.conv = conv_relu(in_chs, 128, 1)
         self.fc1 = nn.Linear(128 * self.grid * self.grid, 1024)
-        self.fc = nn.Linear(1024, num_classes)
+        self.fc = Classifier(1024, num_classes, init=_init_classifier)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if min(x.shape[-2:]) >= 14:
@@ -158,7 +159,7 @@ class AuxClassifier(nn.Module):
         return self.fc(nn.functional.dropout(x, self.drop_rate, self.training))
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(ClassifierModel):
     def __init__(
         self,
         num_classes: int = 1000,
@@ -170,8 +171,7 @@ class GoogLeNet(nn.Module):
         aux_weight: float = 0.3,
     ) -> None:
         super().__init__()
-        small = img_size < 64 if small_input is None else small_input
-        self.small_input = small
+        small = self.small_input = small_form(img_size, small_input)
         stem: OrderedDict[str, nn.Module] = OrderedDict()
         if small:
             stem["conv1"] = conv_relu(in_chans, 64, 3)
@@ -198,11 +198,10 @@ class GoogLeNet(nn.Module):
                 blocks[name] = max_pool()
         self.blocks = nn.ModuleDict(blocks)
         self.aux = nn.ModuleDict(aux) if aux_logits else None
-        self.aux_weight = aux_weight
+        self.aux_weight = aux_weight if aux_logits else 0.0
 
         self.num_features = in_chs
-        self.drop_rate = drop_rate
-        self.fc = nn.Linear(in_chs, num_classes)
+        self.fc = Classifier(in_chs, num_classes, drop_rate, pool="avg", init=_init_classifier)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -213,7 +212,7 @@ class GoogLeNet(nn.Module):
         for fc in self._classifiers():
             nn.init.zeros_(fc.bias)
 
-    def _classifiers(self) -> list[nn.Linear]:
+    def _classifiers(self) -> list[Classifier]:
         return [self.fc] + ([head.fc for head in self.aux.values()] if self.aux is not None else [])
 
     def _forward(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -228,10 +227,6 @@ class GoogLeNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self._forward(x, with_aux=False)[0]
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.mean((2, 3))
-        return self.fc(nn.functional.dropout(x, self.drop_rate, self.training))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         if self.training and self.aux is not None:
             x, aux_logits = self._forward(x, with_aux=True)
@@ -239,13 +234,8 @@ class GoogLeNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     def reset_classifier(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.num_features, num_classes)
-        if self.aux is not None:
-            for head in self.aux.values():
-                head.fc = nn.Linear(head.fc.in_features, num_classes)
         for fc in self._classifiers():
-            _xavier_caffe(fc)
-            nn.init.zeros_(fc.bias)
+            fc.reset_classifier(num_classes)
 
 
 def _xavier_caffe(m: nn.Conv2d | nn.Linear) -> None:
@@ -253,6 +243,11 @@ def _xavier_caffe(m: nn.Conv2d | nn.Linear) -> None:
     bound = math.sqrt(3.0 / fan_in)
     nn.init.uniform_(m.weight, -bound, bound)
     nn.init.constant_(m.bias, 0.2)
+
+
+def _init_classifier(m: nn.Linear) -> None:
+    _xavier_caffe(m)
+    nn.init.zeros_(m.bias)
 
 
 @register_model(paper=GOOGLENET, family="googlenet", default_img_size=224, min_img_size=8, aliases=("inception_v1",))

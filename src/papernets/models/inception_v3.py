@@ -40,7 +40,8 @@ code: truncated normal (at 2 std) with std 0.1, 0.01 for the auxiliary 5x5 convo
 auxiliary classifier, zero biases.
 
 In training mode with ``aux_logits`` on, ``forward`` returns ``(logits, [aux_logits])``; in evaluation mode
-the logits only.
+the logits only. ``aux_logits=False`` builds the network without the auxiliary classifier (and its
+``aux_weight`` is then 0).
 
 Deviations for sizes other than 299 px:
 - Global average pooling (as in torchvision) so that any size of at least 75 px works.
@@ -68,7 +69,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from papernets.layers import ConvNormAct
+from papernets.layers import Classifier, ClassifierModel, ConvNormAct, small_form
 from papernets.layers.weight_init import trunc_normal_
 from papernets.registry import Paper, PretrainedSource, register_model
 
@@ -95,6 +96,13 @@ IMAGENET_MIN_SIZE = 75
 def conv_bn(in_chs: int, out_chs: int, kernel_size: int | tuple[int, int], stride: int = 1, padding=0) -> ConvNormAct:
     """Convolution without bias -> BatchNorm (eps 1e-3) -> ReLU; unpadded unless ``padding`` is given."""
     return ConvNormAct(in_chs, out_chs, kernel_size, stride, padding, norm_layer=partial(nn.BatchNorm2d, eps=1e-3))
+
+
+def _tf_init_(m: nn.Conv2d | nn.Linear, std: float = 0.1) -> None:
+    """Google's initialization: TensorFlow's ``truncated_normal`` (at 2 std) for the weight, zero bias."""
+    trunc_normal_(m.weight, std, -2.0 * std, 2.0 * std)
+    if m.bias is not None:
+        nn.init.zeros_(m.bias)
 
 
 def avg_pool_3x3(x: torch.Tensor) -> torch.Tensor:
@@ -222,7 +230,7 @@ class InceptionAux(nn.Module):
         super().__init__()
         self.conv0 = conv_bn(in_chs, 128, 1)
         self.conv1 = conv_bn(128, 768, self.grid)
-        self.fc = nn.Linear(768, num_classes)
+        self.fc = Classifier(768, num_classes, init=partial(_tf_init_, std=0.001))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if min(x.shape[-2:]) >= 17:
@@ -262,7 +270,7 @@ BLOCKS: tuple[tuple[str, type[nn.Module], dict[str, int]], ...] = (
 AUX_AFTER = "Mixed_6e"
 
 
-class InceptionV3(nn.Module):
+class InceptionV3(ClassifierModel):
     def __init__(
         self,
         num_classes: int = 1000,
@@ -274,13 +282,12 @@ class InceptionV3(nn.Module):
         aux_weight: float = 0.4,
     ) -> None:
         super().__init__()
-        small = img_size < IMAGENET_MIN_SIZE if small_input is None else small_input
+        small = self.small_input = small_form(img_size, small_input, below=IMAGENET_MIN_SIZE)
         if not small and img_size < IMAGENET_MIN_SIZE:
             raise ValueError(
                 f"Inception-v3's ImageNet form needs at least {IMAGENET_MIN_SIZE} px, got {img_size}; "
                 "use small_input=True (or leave it unset) for smaller images."
             )
-        self.small_input = small
         stem: OrderedDict[str, nn.Module] = OrderedDict()
         in_chs = in_chans
         for row in STEM:
@@ -303,11 +310,10 @@ class InceptionV3(nn.Module):
                 aux_chs = in_chs
         self.blocks = nn.ModuleDict(blocks)
         self.AuxLogits = InceptionAux(aux_chs, num_classes) if aux_logits else None
-        self.aux_weight = aux_weight
+        self.aux_weight = aux_weight if aux_logits else 0.0
 
         self.num_features = in_chs
-        self.drop_rate = drop_rate
-        self.fc = nn.Linear(in_chs, num_classes)
+        self.fc = Classifier(in_chs, num_classes, drop_rate, pool="avg", init=_tf_init_)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -317,9 +323,7 @@ class InceptionV3(nn.Module):
             std = {self.AuxLogits.conv1.conv: 0.01, self.AuxLogits.fc: 0.001}
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.Linear):
-                _tf_truncated_normal_(m.weight, std.get(m, 0.1))
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+                _tf_init_(m, std.get(m, 0.1))
 
     def _forward(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
         x = self.stem(x)
@@ -333,10 +337,6 @@ class InceptionV3(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self._forward(x, with_aux=False)[0]
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.mean((2, 3))
-        return self.fc(nn.functional.dropout(x, self.drop_rate, self.training))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         if self.training and self.AuxLogits is not None:
             x, aux_logits = self._forward(x, with_aux=True)
@@ -344,18 +344,9 @@ class InceptionV3(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     def reset_classifier(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.num_features, num_classes)
-        _tf_truncated_normal_(self.fc.weight, 0.1)
-        nn.init.zeros_(self.fc.bias)
+        super().reset_classifier(num_classes)
         if self.AuxLogits is not None:
-            self.AuxLogits.fc = nn.Linear(self.AuxLogits.fc.in_features, num_classes)
-            _tf_truncated_normal_(self.AuxLogits.fc.weight, 0.001)
-            nn.init.zeros_(self.AuxLogits.fc.bias)
-
-
-def _tf_truncated_normal_(weight: torch.Tensor, std: float) -> torch.Tensor:
-    """N(0, std) truncated at 2 std: TensorFlow's ``truncated_normal``."""
-    return trunc_normal_(weight, std, -2.0 * std, 2.0 * std)
+            self.AuxLogits.fc.reset_classifier(num_classes)
 
 
 # torchvision's ImageNet weights expect inputs mapped from ImageNet normalization to [-1, 1] per channel:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from papernets.layers import Classifier, ClassifierModel
 from papernets.registry import Paper, register_model
 
 __all__ = ["LeNet5"]
@@ -96,7 +97,7 @@ class SparseConv(nn.Module):
         return torch.cat([conv(p) for conv, p in zip(self.convs, parts, strict=True)], 1)
 
 
-class LeNet5(nn.Module):
+class LeNet5(ClassifierModel):
     def __init__(
         self,
         num_classes: int = 10,
@@ -134,33 +135,24 @@ class LeNet5(nn.Module):
         self.f6 = nn.Linear(120, 84)
         self.f6_norm = nn.BatchNorm1d(84) if batch_norm else nn.Identity()
         self.f6_act = ScaledTanh()
-        self.drop_rate = drop_rate
         self.num_features = 84
-        self.fc = nn.Linear(84, num_classes)
+        self.fc = Classifier(84, num_classes, drop_rate, init=_init_lecun)
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # Appendix C: weights uniform in +-2.4 / fan_in.
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.Linear):
-                fan_in = m.weight[0].numel()
-                nn.init.uniform_(m.weight, -2.4 / fan_in, 2.4 / fan_in)
-                nn.init.zeros_(m.bias)
+                _init_lecun(m)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.f6_act(self.f6_norm(self.f6(self.features(x).flatten(1))))
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(nn.functional.dropout(x, self.drop_rate, self.training))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.num_features, num_classes)
-        bound = 2.4 / self.num_features
-        nn.init.uniform_(self.fc.weight, -bound, bound)
-        nn.init.zeros_(self.fc.bias)
+def _init_lecun(m: nn.Conv2d | nn.Linear) -> None:
+    """Appendix C: weights uniform in +-2.4 / fan_in (biases zero)."""
+    fan_in = m.weight[0].numel()
+    nn.init.uniform_(m.weight, -2.4 / fan_in, 2.4 / fan_in)
+    nn.init.zeros_(m.bias)
 
 
 @register_model(paper=LENET, family="lenet", default_img_size=32, min_img_size=16, aliases=("lenet",))

@@ -87,7 +87,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from papernets.layers import ConvNormAct, make_divisible
+from papernets.layers import Classifier, ClassifierModel, ConvNormAct, make_divisible, small_form
 from papernets.pretrained import rename_keys
 from papernets.registry import Paper, PretrainedSource, register_model
 
@@ -153,7 +153,7 @@ class DepthwiseSeparableConv(nn.Sequential):
         self.pw = ConvNormAct(in_chs, out_chs, 1, act_layer=act_layer)
 
 
-class MobileNetV1(nn.Module):
+class MobileNetV1(ClassifierModel):
     """MobileNetV1 with width multiplier ``width_mult`` (alpha); the resolution multiplier is ``img_size``."""
 
     def __init__(
@@ -167,8 +167,7 @@ class MobileNetV1(nn.Module):
         relu6: bool = False,
     ) -> None:
         super().__init__()
-        small = img_size < 64 if small_input is None else small_input
-        self.small_input = small
+        small = self.small_input = small_form(img_size, small_input)
         act = nn.ReLU6 if relu6 else nn.ReLU
 
         def width(c: int) -> int:
@@ -186,25 +185,11 @@ class MobileNetV1(nn.Module):
             in_chs = width(out)
         self.blocks = nn.Sequential(*layers)
         self.num_features = in_chs
-        self.drop_rate = drop_rate
-        self.fc = nn.Linear(in_chs, num_classes)
+        self.fc = Classifier(in_chs, num_classes, drop_rate, pool="avg", init=_init_weights)
         _init_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.mean((2, 3))
-        x = nn.functional.dropout(x, self.drop_rate, self.training)
-        return self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.num_features, num_classes)
-        nn.init.normal_(self.fc.weight, 0, 0.01)
-        nn.init.zeros_(self.fc.bias)
 
 
 class InvertedResidual(nn.Module):
@@ -225,7 +210,7 @@ class InvertedResidual(nn.Module):
         return x + out if self.use_shortcut else out
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(ClassifierModel):
     """MobileNetV2 from Table 2 with width multiplier ``width_mult``."""
 
     def __init__(
@@ -238,8 +223,7 @@ class MobileNetV2(nn.Module):
         small_input: bool | None = None,
     ) -> None:
         super().__init__()
-        small = img_size < 64 if small_input is None else small_input
-        self.small_input = small
+        small = self.small_input = small_form(img_size, small_input)
         stem = make_divisible(MOBILENET_V2_STEM * width_mult)
         self.stem = ConvNormAct(in_chans, stem, 3, 1 if small else 2, act_layer=nn.ReLU6)
         blocks = []
@@ -255,25 +239,11 @@ class MobileNetV2(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.num_features = make_divisible(MOBILENET_V2_LAST * max(1.0, width_mult))
         self.conv_head = ConvNormAct(in_chs, self.num_features, 1, act_layer=nn.ReLU6)
-        self.drop_rate = drop_rate
-        self.fc = nn.Linear(self.num_features, num_classes)
+        self.fc = Classifier(self.num_features, num_classes, drop_rate, pool="avg", init=_init_weights)
         _init_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv_head(self.blocks(self.stem(x)))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.mean((2, 3))
-        x = nn.functional.dropout(x, self.drop_rate, self.training)
-        return self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.num_features, num_classes)
-        nn.init.normal_(self.fc.weight, 0, 0.01)
-        nn.init.zeros_(self.fc.bias)
 
 
 def _from_timm_v1(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:

@@ -48,6 +48,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from papernets.layers import ModelBase, small_form
 from papernets.registry import Paper, register_model
 
 __all__ = ["NiN", "MlpConv"]
@@ -104,7 +105,7 @@ def _pool(kind: str | None) -> nn.Module:
     return nn.Identity()
 
 
-class NiN(nn.Module):
+class NiN(ModelBase):
     def __init__(
         self,
         num_classes: int = 1000,
@@ -114,8 +115,7 @@ class NiN(nn.Module):
         small_input: bool | None = None,
     ) -> None:
         super().__init__()
-        small = img_size < 64 if small_input is None else small_input
-        self.small_input = small
+        small = self.small_input = small_form(img_size, small_input)
         stages = CIFAR if small else IMAGENET
         self.blocks = nn.ModuleList()
         self.pools = nn.ModuleList()
@@ -147,9 +147,6 @@ class NiN(nn.Module):
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.fc(x)).mean((2, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
     def reset_classifier(self, num_classes: int) -> None:
         self.fc = nn.Conv2d(self.num_features, num_classes, 1)

@@ -44,12 +44,11 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from papernets.layers import DropPath, Mlp, PatchEmbed, check_patches
+from papernets.layers import Classifier, ClassifierModel, DropPath, Mlp, PatchEmbed, check_patches, small_form
 from papernets.layers.weight_init import trunc_normal_
 from papernets.pretrained import rename_keys
-from papernets.registry import ModelConfigError, Paper, PretrainedSource, register_model
+from papernets.registry import Paper, PretrainedSource, register_model
 
 __all__ = ["Affine", "ResMLPBlock", "ResMLP"]
 
@@ -95,8 +94,10 @@ class ResMLPBlock(nn.Module):
         return x + self.drop_path(self.ls2 * self.mlp_channels(self.norm2(x)))
 
 
-class ResMLP(nn.Module):
+class ResMLP(ClassifierModel):
     """ResMLP of a given depth; built for one input size."""
+
+    classifier_name = "head"
 
     def __init__(
         self,
@@ -110,31 +111,23 @@ class ResMLP(nn.Module):
         small_input: bool | None = None,
     ) -> None:
         super().__init__()
-        small = img_size < 64 if small_input is None else small_input
-        self.small_input = small
-        patch_size = SMALL_PATCH if small else PATCH_SIZE
-        if img_size % patch_size:
-            raise ModelConfigError(
-                f"image size {img_size} is not divisible by the patch size {patch_size}; "
-                f"use a multiple of {patch_size}."
-            )
+        small = self.small_input = small_form(img_size, small_input)
+        self.patch_size = SMALL_PATCH if small else PATCH_SIZE
         self.img_size = img_size
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, EMBED_DIM)
+        self.patch_embed = PatchEmbed(img_size, self.patch_size, in_chans, EMBED_DIM)
         seq_len = self.patch_embed.num_patches
         self.blocks = nn.Sequential(
             *(ResMLPBlock(EMBED_DIM, seq_len, init_scale, drop_path_rate) for _ in range(depth))
         )
         self.norm = Affine(EMBED_DIM)
         self.num_features = EMBED_DIM
-        self.drop_rate = drop_rate
-        self.head = nn.Linear(EMBED_DIM, num_classes)
+        self.head = Classifier(EMBED_DIM, num_classes, drop_rate, pool="avg_tokens", init=_init_linear)
         self._init_weights()
 
     def _init_weights(self) -> None:
         for m in self.modules():
             if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
+                _init_linear(m)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] != (self.img_size, self.img_size):
@@ -145,17 +138,11 @@ class ResMLP(nn.Module):
             )
         return self.norm(self.blocks(self.patch_embed(x)))
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.dropout(x.mean(dim=1), self.drop_rate, self.training)
-        return self.head(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.head = nn.Linear(self.num_features, num_classes).to(self.norm.alpha)
-        trunc_normal_(self.head.weight, std=0.02)
-        nn.init.zeros_(self.head.bias)
+def _init_linear(m: nn.Linear) -> None:
+    """The official code's initialization of every linear layer, the classifier included."""
+    trunc_normal_(m.weight, std=0.02)
+    nn.init.zeros_(m.bias)
 
 
 def _from_timm(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:

@@ -106,7 +106,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from papernets.layers import DropPath, SqueezeExcite
+from papernets.layers import Classifier, ClassifierModel, DropPath, SqueezeExcite, small_form
 from papernets.pretrained import rename_keys
 from papernets.registry import Paper, PretrainedSource, register_model
 
@@ -248,7 +248,7 @@ def _projection(in_chs: int, out_chs: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_chs, out_chs, 1, stride, bias=False), nn.BatchNorm2d(out_chs))
 
 
-class _ResNetBase(nn.Module):
+class _ResNetBase(ClassifierModel):
     """Stages built from a block type and a stage table, the stem, head and initialization they share.
 
     Subclasses build ``conv1``, ``bn1``, ``act1``, ``maxpool`` and then call ``_build``.
@@ -283,9 +283,7 @@ class _ResNetBase(nn.Module):
             self.add_module(f"layer{stage + 1}", nn.Sequential(*blocks))
         self.num_stages = len(layers)
         self.num_features = in_chs
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.drop_rate = drop_rate
-        self.fc = nn.Linear(in_chs, num_classes)
+        self.fc = Classifier(in_chs, num_classes, drop_rate, pool="avg")
 
     def _init_weights(self, zero_init_last: bool) -> None:
         # He et al. 2015 ("Delving deep into rectifiers") initialization, section 3.4 of the ResNet paper.
@@ -305,17 +303,6 @@ class _ResNetBase(nn.Module):
         for stage in range(self.num_stages):
             x = getattr(self, f"layer{stage + 1}")(x)
         return x
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.global_pool(x).flatten(1)
-        x = nn.functional.dropout(x, self.drop_rate, self.training)
-        return self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.num_features, num_classes)
 
 
 class ResNet(_ResNetBase):
@@ -343,8 +330,7 @@ class ResNet(_ResNetBase):
         zero_init_last: bool = False,
     ) -> None:
         super().__init__()
-        small = img_size < 64 if small_input is None else small_input
-        self.small_input = small
+        small = self.small_input = small_form(img_size, small_input)
         if small:
             self.conv1 = nn.Conv2d(in_chans, 64, 3, 1, 1, bias=False)
             self.maxpool = nn.Identity()

@@ -88,7 +88,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from papernets.layers import ConvNormAct, make_divisible
+from papernets.layers import Classifier, ClassifierModel, ConvNormAct, make_divisible, small_form
 from papernets.pretrained import rename_keys
 from papernets.registry import Paper, PretrainedSource, register_model
 
@@ -170,7 +170,7 @@ class ShuffleUnit(nn.Module):
         return self.act(torch.cat((self.pool(x), out), 1))
 
 
-class ShuffleNetV1(nn.Module):
+class ShuffleNetV1(ClassifierModel):
     """ShuffleNet v1 from Table 1: ``groups`` in {1, 2, 3, 4, 8}; ``width_mult`` is the scale factor s of
     "ShuffleNet s x", one of 0.5, 1, 1.5, 2."""
 
@@ -189,8 +189,7 @@ class ShuffleNetV1(nn.Module):
             raise ValueError(f"ShuffleNet v1 has g in {sorted(SHUFFLENET_V1_CHANNELS)}, got groups={groups}")
         if width_mult not in SHUFFLENET_V1_STEM:
             raise ValueError(f"ShuffleNet v1 scales are {sorted(SHUFFLENET_V1_STEM)}, got {width_mult}")
-        small = img_size < 64 if small_input is None else small_input
-        self.small_input = small
+        small = self.small_input = small_form(img_size, small_input)
         stem = -(-SHUFFLENET_V1_STEM[width_mult] // groups) * groups  # rounded up to a multiple of g
         self.conv1 = ConvNormAct(in_chans, stem, 3, 1 if small else 2)
         self.maxpool = nn.Identity() if small else nn.MaxPool2d(3, 2, 1)
@@ -205,26 +204,12 @@ class ShuffleNetV1(nn.Module):
                 in_chs = out_chs
             self.add_module(f"stage{stage + 2}", nn.Sequential(*units))
         self.num_features = in_chs
-        self.drop_rate = drop_rate
-        self.fc = nn.Linear(in_chs, num_classes)
+        self.fc = Classifier(in_chs, num_classes, drop_rate, pool="avg", init=_init_weights)
         _init_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.conv1(x))
         return self.stage4(self.stage3(self.stage2(x)))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.mean((2, 3))
-        x = nn.functional.dropout(x, self.drop_rate, self.training)
-        return self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.num_features, num_classes)
-        nn.init.normal_(self.fc.weight, 0, 0.01)
-        nn.init.zeros_(self.fc.bias)
 
 
 def _concat_shuffle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -265,7 +250,7 @@ class ShuffleV2Block(nn.Module):
         return _concat_shuffle(self.branch1(x), self.branch2(x))
 
 
-class ShuffleNetV2(nn.Module):
+class ShuffleNetV2(ClassifierModel):
     """ShuffleNet V2 from Table 5 at width ``width_mult`` in {0.5, 1.0, 1.5, 2.0}."""
 
     def __init__(
@@ -280,8 +265,7 @@ class ShuffleNetV2(nn.Module):
         super().__init__()
         if width_mult not in SHUFFLENET_V2_CHANNELS:
             raise ValueError(f"ShuffleNet V2 has widths {sorted(SHUFFLENET_V2_CHANNELS)}, got {width_mult}")
-        small = img_size < 64 if small_input is None else small_input
-        self.small_input = small
+        small = self.small_input = small_form(img_size, small_input)
         stem, *stages, last = SHUFFLENET_V2_CHANNELS[width_mult]
         self.conv1 = ConvNormAct(in_chans, stem, 3, 1 if small else 2)
         self.maxpool = nn.Identity() if small else nn.MaxPool2d(3, 2, 1)
@@ -294,26 +278,12 @@ class ShuffleNetV2(nn.Module):
             self.add_module(f"stage{stage + 2}", nn.Sequential(*units))
         self.conv5 = ConvNormAct(in_chs, last, 1)
         self.num_features = last
-        self.drop_rate = drop_rate
-        self.fc = nn.Linear(last, num_classes)
+        self.fc = Classifier(last, num_classes, drop_rate, pool="avg", init=_init_weights)
         _init_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.conv1(x))
         return self.conv5(self.stage4(self.stage3(self.stage2(x))))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.mean((2, 3))
-        x = nn.functional.dropout(x, self.drop_rate, self.training)
-        return self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.num_features, num_classes)
-        nn.init.normal_(self.fc.weight, 0, 0.01)
-        nn.init.zeros_(self.fc.bias)
 
 
 def _from_torchvision_v2(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:

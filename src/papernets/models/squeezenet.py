@@ -51,6 +51,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from papernets.layers import ModelBase, small_form
 from papernets.pretrained import rename_keys
 from papernets.registry import Paper, PretrainedSource, register_model
 
@@ -94,7 +95,7 @@ class Fire(nn.Module):
         return torch.cat((self.act(self.expand1x1(x)), self.act(self.expand3x3(x))), 1)
 
 
-class SqueezeNet(nn.Module):
+class SqueezeNet(ModelBase):
     """SqueezeNet 1.0 (Table 1) or 1.1 (the authors' v1.1 release)."""
 
     def __init__(
@@ -107,8 +108,7 @@ class SqueezeNet(nn.Module):
         small_input: bool | None = None,
     ) -> None:
         super().__init__()
-        small = img_size < 64 if small_input is None else small_input
-        self.small_input = small
+        small = self.small_input = small_form(img_size, small_input)
         (stem, kernel), layers = SQUEEZENET_CFGS[version]
         self.features = nn.Sequential()
         if small:
@@ -144,9 +144,6 @@ class SqueezeNet(nn.Module):
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         x = nn.functional.dropout(x, self.drop_rate, self.training)
         return self.act10(self.conv10(x)).mean((2, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
     def reset_classifier(self, num_classes: int) -> None:
         self.conv10 = nn.Conv2d(self.num_features, num_classes, 1)

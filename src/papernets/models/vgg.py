@@ -42,6 +42,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from papernets.layers import Classifier, ClassifierModel, small_form
 from papernets.pretrained import rename_keys
 from papernets.registry import Paper, PretrainedSource, register_model
 
@@ -65,7 +66,7 @@ CONFIGS: dict[str, tuple[int | str, ...]] = {
 }
 
 
-class VGG(nn.Module):
+class VGG(ClassifierModel):
     """A VGG network from one column of Table 1."""
 
     def __init__(
@@ -79,8 +80,7 @@ class VGG(nn.Module):
         small_input: bool | None = None,
     ) -> None:
         super().__init__()
-        small = img_size < 64 if small_input is None else small_input
-        self.small_input = small
+        small = self.small_input = small_form(img_size, small_input)
         layers: list[nn.Module] = []
         in_chs = in_chans
         for v in CONFIGS[config]:
@@ -98,18 +98,15 @@ class VGG(nn.Module):
         grid, hidden = (1, 512) if small else (7, 4096)
         self.head_hidden_size = hidden
         self.pool = nn.AdaptiveAvgPool2d(grid)
-        self.drop_rate = drop_rate
         self.fc1 = nn.Linear(in_chs * grid * grid, hidden)
         self.fc2 = nn.Linear(hidden, hidden)
-        self.fc = nn.Linear(hidden, num_classes)
+        self.fc = Classifier(hidden, num_classes, drop_rate, init=_init_glorot)
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # Section 3.1: Glorot & Bengio (2010) initialization, zero biases.
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+                _init_glorot(m)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
@@ -117,16 +114,13 @@ class VGG(nn.Module):
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(x).flatten(1)
         x = nn.functional.dropout(torch.relu(self.fc1(x)), self.drop_rate, self.training)
-        x = nn.functional.dropout(torch.relu(self.fc2(x)), self.drop_rate, self.training)
-        return self.fc(x)
+        return self.fc(torch.relu(self.fc2(x)))  # fc applies the second dropout, at the same rate
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.head_hidden_size, num_classes)
-        nn.init.xavier_uniform_(self.fc.weight)
-        nn.init.zeros_(self.fc.bias)
+def _init_glorot(m: nn.Conv2d | nn.Linear) -> None:
+    """Section 3.1: Glorot & Bengio (2010) initialization, zero biases."""
+    nn.init.xavier_uniform_(m.weight)
+    nn.init.zeros_(m.bias)
 
 
 def _from_torchvision(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:

@@ -67,8 +67,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from papernets.layers import DropPath, Mlp, PatchEmbed
-from papernets.layers.weight_init import lecun_normal_
+from papernets.layers import Classifier, ClassifierModel, DropPath, Mlp, PatchEmbed, small_form
+from papernets.layers.weight_init import lecun_normal_, zero_init_
 from papernets.pretrained import rename_keys
 from papernets.registry import ModelConfigError, Paper, PretrainedSource, register_model
 
@@ -144,8 +144,10 @@ def resample_pos_embed(
     return torch.cat([cls_pos, grid], dim=1)
 
 
-class VisionTransformer(nn.Module):
+class VisionTransformer(ClassifierModel):
     """ViT from one row of Table 1 and a patch size."""
+
+    classifier_name = "head"
 
     def __init__(
         self,
@@ -162,15 +164,9 @@ class VisionTransformer(nn.Module):
         small_input: bool | None = None,
     ) -> None:
         super().__init__()
-        small = img_size < 64 if small_input is None else small_input
-        self.small_input = small
-        patch_size = SMALL_PATCH if small else patch_size
-        if img_size % patch_size:
-            raise ModelConfigError(
-                f"image size {img_size} is not divisible by the patch size {patch_size}; "
-                f"use a multiple of {patch_size}."
-            )
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        small = self.small_input = small_form(img_size, small_input)
+        self.patch_size = SMALL_PATCH if small else patch_size
+        self.patch_embed = PatchEmbed(img_size, self.patch_size, in_chans, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + 1, embed_dim))
         self.pos_drop = nn.Dropout(drop_rate)
@@ -180,7 +176,7 @@ class VisionTransformer(nn.Module):
         )
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.num_features = embed_dim
-        self.head = nn.Linear(embed_dim, num_classes)
+        self.head = Classifier(embed_dim, num_classes, init=zero_init_)  # no dropout of its own: see drop_rate
         self.drop_rate = drop_rate
         self._init_weights()
 
@@ -215,21 +211,15 @@ class VisionTransformer(nn.Module):
             for fc in (block.mlp.fc1, block.mlp.fc2):
                 nn.init.xavier_uniform_(fc.weight)
                 nn.init.normal_(fc.bias, std=1e-6)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        zero_init_(self.head)
 
     def set_img_size(self, img_size: int) -> None:
         """Rebuild for another input size for good: resample the position embeddings to the new grid."""
-        patch = self.patch_embed.patch_size
-        if img_size % patch:
-            raise ModelConfigError(f"image size {img_size} is not divisible by the patch size {patch}.")
-        grid = img_size // patch
+        old_grid = self.grid_size
+        self.patch_embed.set_img_size(img_size)
         with torch.no_grad():
-            new = resample_pos_embed(self.pos_embed.data, self.grid_size, (grid, grid))
+            new = resample_pos_embed(self.pos_embed.data, old_grid, self.grid_size)
         self.pos_embed = nn.Parameter(new)
-        self.patch_embed.img_size = img_size
-        self.patch_embed.grid_size = grid
-        self.patch_embed.num_patches = grid * grid
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         grid = (x.shape[-2] // self.patch_embed.patch_size, x.shape[-1] // self.patch_embed.patch_size)
@@ -240,15 +230,7 @@ class VisionTransformer(nn.Module):
         return self.norm(self.blocks(x))
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x[:, 0])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.head = nn.Linear(self.num_features, num_classes).to(self.norm.weight)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        return self.head(x[:, 0])  # the class token
 
 
 def _fit_pos_embed(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:

@@ -54,7 +54,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from papernets.layers import ConvNormAct
+from papernets.layers import Classifier, ClassifierModel, ConvNormAct, small_form
 from papernets.pretrained import rename_keys
 from papernets.registry import Paper, PretrainedSource, register_model
 
@@ -121,7 +121,7 @@ class XceptionBlock(nn.Module):
         return out
 
 
-class Xception(nn.Module):
+class Xception(ClassifierModel):
     def __init__(
         self,
         num_classes: int = 1000,
@@ -131,8 +131,7 @@ class Xception(nn.Module):
         small_input: bool | None = None,
     ) -> None:
         super().__init__()
-        small = img_size < 64 if small_input is None else small_input
-        self.small_input = small
+        small = self.small_input = small_form(img_size, small_input)
         stem_stride, stem_pad = (1, 1) if small else (2, 0)
         entry: OrderedDict[str, nn.Module] = OrderedDict()
         entry["conv1"] = ConvNormAct(in_chans, 32, 3, stem_stride, stem_pad)
@@ -155,17 +154,13 @@ class Xception(nn.Module):
             chs = out_chs
         self.exit_flow = nn.Sequential(exit_flow)
         self.num_features = chs
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.drop_rate = drop_rate
-        self.fc = nn.Linear(chs, num_classes)
+        self.fc = Classifier(chs, num_classes, drop_rate, pool="avg", init=_init_xavier)
         self._init_weights()
 
     def _init_weights(self) -> None:
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+                _init_xavier(m)
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
@@ -173,18 +168,11 @@ class Xception(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.exit_flow(self.middle_flow(self.entry_flow(x)))
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.global_pool(x).flatten(1)
-        x = nn.functional.dropout(x, self.drop_rate, self.training)
-        return self.fc(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.num_features, num_classes)
-        nn.init.xavier_uniform_(self.fc.weight)
-        nn.init.zeros_(self.fc.bias)
+def _init_xavier(m: nn.Conv2d | nn.Linear) -> None:
+    nn.init.xavier_uniform_(m.weight)
+    if m.bias is not None:
+        nn.init.zeros_(m.bias)
 
 
 def _timm_rules() -> list[tuple[str, str]]:
