@@ -45,6 +45,7 @@ from papernets.engine.speed import enable_activation_checkpointing
 from papernets.engine.state import EpochProgress, TrainState, rng_state, set_rng_state
 from papernets.engine.step import batch_passes, training_step
 from papernets.errors import ConfigError
+from papernets.layers.interface import ModelInterface
 from papernets.optim import create_optimizer, create_schedule
 from papernets.optim.ema import ModelEma
 from papernets.optim.recipes import apply_recipe
@@ -116,13 +117,12 @@ class Trainer:
         """The model on its device and memory format, its EMA, and the module the training passes run through
         (``self.net``: the model, wrapped in DDP under torchrun and compiled where the runtime says so)."""
         cfg, rt = self.cfg, self.runtime
-        self.model: nn.Module = build_model(cfg, self.data.num_classes, self.data.in_chans).to(self.device)
+        self.model: ModelInterface = build_model(cfg, self.data.num_classes, self.data.in_chans).to(self.device)
         if rt.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         if cfg.train.sync_bn and self.info.enabled:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-        patch = getattr(self.model, 'patch_size', 1)
-        self.plan = progressive_plan(cfg, self.entry, patch) if cfg.train.progressive else []
+        self.plan = progressive_plan(cfg, self.entry, self.model.patch_size) if cfg.train.progressive else []
         if self.plan:
             check_stage_sizes(self.model, self.plan, cfg.model.in_chans or self.data.in_chans, self.device,
                               self.entry.name)
@@ -255,7 +255,7 @@ class Trainer:
                 if not math.isfinite(loss_value):
                     raise self._diverged(f"the loss became {loss_value} at epoch {epoch + 1}, step {step + 1}")
 
-            passes = batch_passes(self.net, self.runtime, x, y, targets, float(getattr(self.model, 'aux_weight', 0.0)),
+            passes = batch_passes(self.net, self.runtime, x, y, targets, float(self.model.aux_weight),
                                   cfg.train.label_smoothing, cfg.train.accum_steps)
             loss_value, logits = training_step(
                 self.net, self.model, self.optimizer, self.scaler, passes, check, self.sam, cfg.train.grad_clip,
