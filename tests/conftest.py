@@ -11,6 +11,7 @@ import pickle
 import struct
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,8 @@ FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
 REPO = Path(__file__).resolve().parents[1]
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Image-folder indexes (data/stream.py) go to a folder of the test session, not the user's cache (subprocesses too).
+os.environ["PAPERNETS_CACHE"] = tempfile.mkdtemp(prefix="papernets-test-cache-")
 
 
 def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> None:

@@ -17,7 +17,7 @@ import torch
 from papernets.data.augment import auto_augment, rand_augment, random_erase
 from papernets.data.transforms import normalize, random_crop, random_flip, resize
 
-__all__ = ["TensorLoader", "batch_seed", "epoch_order", "stream_seed"]
+__all__ = ["TensorLoader", "batch_seed", "epoch_order", "finish_batch", "stream_seed"]
 
 _PRIME = 1_000_003
 
@@ -42,6 +42,14 @@ def epoch_order(n: int, train: bool, seed: int, epoch: int, rank: int = 0, world
     if per_rank * world_size > n:  # pad by wrapping so every process has the same number of batches
         order = torch.cat([order, order[: per_rank * world_size - n]])
     return order[rank::world_size]
+
+
+def finish_batch(x: torch.Tensor, random_erasing: float, seed: int, channels_last: bool) -> torch.Tensor:
+    """The last steps of every training or evaluation batch, in either pipeline: random erasing of the normalized
+    images (with probability ``random_erasing``, drawn from ``seed``), then the model's memory format."""
+    if random_erasing > 0:
+        x = random_erase(x, random_erasing, seed)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 class TensorLoader:
@@ -128,11 +136,7 @@ class TensorLoader:
         if self.auto_augment:
             x = auto_augment(x, self.auto_augment, stream_seed(self.seed, epoch, b, 4))
         x = normalize(resize(x.float().div_(255.0), self.image_size), self.mean, self.std)
-        if self.random_erasing > 0:
-            x = random_erase(x, self.random_erasing, stream_seed(self.seed, epoch, b, 2))
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x, y
+        return finish_batch(x, self.random_erasing, stream_seed(self.seed, epoch, b, 2), self.channels_last), y
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.batches(0)

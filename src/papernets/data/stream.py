@@ -37,9 +37,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from papernets.data.augment import auto_augment, rand_augment, random_erase, seeded
+from papernets.data.augment import auto_augment, rand_augment, seeded
 from papernets.data.datasets import IMAGE_EXTENSIONS
-from papernets.data.loader import epoch_order, stream_seed
+from papernets.data.loader import epoch_order, finish_batch, stream_seed
 from papernets.data.transforms import normalize
 from papernets.errors import DatasetError
 
@@ -128,7 +128,10 @@ def _probe(path: Path) -> tuple[bool, str]:
 
 
 def _cache_file(root: Path, cache_dir: str | Path | None) -> Path:
-    base = Path(cache_dir).expanduser() if cache_dir else Path.home() / ".cache" / "papernets" / "index"
+    """The index file of ``root`` in ``cache_dir``, else ``$PAPERNETS_CACHE/index``, else
+    ``~/.cache/papernets/index``."""
+    default = Path(os.environ.get("PAPERNETS_CACHE") or Path.home() / ".cache" / "papernets") / "index"
+    base = Path(cache_dir).expanduser() if cache_dir else default
     return base / f"{hashlib.sha1(str(root).encode()).hexdigest()[:16]}.json"
 
 
@@ -164,7 +167,7 @@ def index_folder(root: str | Path, cache_dir: str | Path | None = None, log: Any
                                _tuple(cached.get("mean")), _tuple(cached.get("std")), True, signature, cache)
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    if log:
+    if log and len(train) + len(test) >= 2000:  # say why the start takes a while
         print(f"data: indexing {len(train) + len(test):,} images under {root} (once; cached in {cache})", file=log,
               flush=True)
     gray, bad = True, {}
@@ -431,12 +434,8 @@ class StreamLoader:
 
     def _finish(self, x: torch.Tensor, y: torch.Tensor, epoch: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        x = normalize(x, self.mean, self.std)
-        if self.random_erasing > 0:
-            x = random_erase(x, self.random_erasing, stream_seed(self.seed, epoch, b, 2))
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x, y
+        return finish_batch(normalize(x, self.mean, self.std), self.random_erasing,
+                            stream_seed(self.seed, epoch, b, 2), self.channels_last), y
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.batches(0)
