@@ -17,7 +17,7 @@ import torch
 from papernets.data.augment import auto_augment, rand_augment, random_erase
 from papernets.data.transforms import normalize, random_crop, random_flip, resize
 
-__all__ = ["TensorLoader", "batch_seed", "epoch_order", "finish_batch", "stream_seed"]
+__all__ = ["TensorLoader", "batch_count", "batch_seed", "epoch_order", "finish_batch", "stream_seed"]
 
 _PRIME = 1_000_003
 
@@ -42,6 +42,15 @@ def epoch_order(n: int, train: bool, seed: int, epoch: int, rank: int = 0, world
     if per_rank * world_size > n:  # pad by wrapping so every process has the same number of batches
         order = torch.cat([order, order[: per_rank * world_size - n]])
     return order[rank::world_size]
+
+
+def batch_count(samples: int, batch_size: int, train: bool) -> int:
+    """Batches per epoch: in training a last batch of fewer than two images is dropped (batch normalization needs
+    two); in evaluation every image counts."""
+    if train:
+        full, rest = divmod(samples, batch_size)
+        return full + (1 if rest >= 2 else 0)
+    return math.ceil(samples / batch_size)
 
 
 def finish_batch(x: torch.Tensor, random_erasing: float, seed: int, channels_last: bool) -> torch.Tensor:
@@ -107,11 +116,7 @@ class TensorLoader:
         return math.ceil(n / self.world_size)
 
     def __len__(self) -> int:
-        n = self.num_samples
-        if self.train:
-            full, rest = divmod(n, self.batch_size)
-            return full + (1 if rest >= 2 else 0)
-        return math.ceil(n / self.batch_size)
+        return batch_count(self.num_samples, self.batch_size, self.train)
 
     def batches(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of ``epoch``, starting at batch index ``start``."""

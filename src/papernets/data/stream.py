@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from papernets.data.augment import auto_augment, rand_augment, seeded
 from papernets.data.datasets import IMAGE_EXTENSIONS
-from papernets.data.loader import epoch_order, finish_batch, stream_seed
+from papernets.data.loader import batch_count, epoch_order, finish_batch, stream_seed
 from papernets.data.transforms import normalize
 from papernets.errors import DatasetError
 
@@ -402,11 +402,7 @@ class StreamLoader:
         return math.ceil(n / self.world_size) if self.train else len(range(self.rank, n, self.world_size))
 
     def __len__(self) -> int:
-        n = self.num_samples
-        if self.train:
-            full, rest = divmod(n, self.batch_size)
-            return full + (1 if rest >= 2 else 0)
-        return math.ceil(n / self.batch_size)
+        return batch_count(self.num_samples, self.batch_size, self.train)
 
     def _dataloader(self) -> DataLoader:
         if self._loader is None:
