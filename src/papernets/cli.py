@@ -275,13 +275,24 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
     from papernets.bench.runner import load_protocol, run_bench, select_rows
     from papernets.engine.trainer import TrainingInterrupted
 
-    protocol = load_protocol(args.protocol)
+    name = args.protocol or ("classic" if torch.cuda.is_available() else "fashion-budget")
+    protocol = load_protocol(name)
     rows = select_rows(protocol, args.models)
     results = Path(args.results)
     try:
+        if args.sweep:
+            from papernets.bench.budget import run_sweep
+
+            if args.set:
+                raise UsageError("--sweep takes its settings from the protocol's sweep section, not --set.")
+            families = run_sweep(protocol, rows, Path(args.out), results, sys.stderr)
+            print(f"sweep {protocol.name}: {len(families)} families -> {results / protocol.name}-sweep.md, .json")
+            return EXIT_OK
         records = run_bench(protocol, rows, Path(args.out), results, args.set or [], sys.stderr, args.retry_failed)
     except TrainingInterrupted as exc:
         print(f"papernets: {exc}; the run's state is saved. Run the same command again to continue the bench.",
@@ -382,8 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_profile)
 
     b = sub.add_parser("bench", help="train and profile every model of a protocol; tables, plots, HTML report")
-    b.add_argument("--protocol", required=True,
-                   help="a shipped protocol (classic, fashion-quick, fashion-paper) or a protocol YAML file")
+    b.add_argument("--protocol", help="a shipped protocol (fashion-budget, fashion-quick, fashion-paper, classic) "
+                                      "or a protocol YAML file (default: fashion-budget on a CPU, classic on a GPU)")
     b.add_argument("--models", help="narrow or widen the default rows: comma list of row ids, model names or "
                                     "fnmatch patterns, e.g. 'resnet*,vit_b_16'")
     b.add_argument("--out", default="runs/bench", help="parent of the run directories, OUT/<protocol>/<row>/ "
@@ -393,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key for every row")
     b.add_argument("--retry-failed", dest="retry_failed", action="store_true",
                    help="train the rows that failed before again (by default a recorded failure is kept)")
+    b.add_argument("--sweep", action="store_true",
+                   help="run the protocol's sweep (short runs choosing each family's settings on validation) "
+                        "instead of the table")
     b.set_defaults(func=cmd_bench)
     return parser
 

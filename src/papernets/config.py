@@ -85,7 +85,7 @@ class ScheduleConfig:
         "constant", "none", "step", "multistep", "exponential", "cosine", "poly", "warmup_linear",
         "warmup_cosine", "cyclic", "onecycle",
     ] = "none"
-    unit: Literal["epochs", "steps"] = "epochs"  # the unit of warmup, step_size and milestones
+    unit: Literal["epochs", "steps", "run"] = "epochs"  # of warmup, step_size, milestones; run: fractions of the run
     warmup: float = 0.0  # linear warmup before the schedule (fractions of an epoch allowed)
     step_size: float = 30.0  # step, exponential: one gamma per step_size; cyclic: half a cycle
     milestones: list[float] = field(default_factory=list)  # multistep: x gamma at each
@@ -100,7 +100,8 @@ class ScheduleConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
+    epochs: int = 10  # with train.steps: the number of segments (each ends in validation and a checkpoint)
+    steps: int | None = None  # train exactly this many optimizer steps (a budget), in train.epochs equal segments
     batch_size: int = 128
     accum_steps: int = 1  # split each batch into this many equal micro-batches (gradient accumulation)
     eval_batch_size: int | None = None  # None: 2 x batch_size
@@ -124,6 +125,8 @@ class TrainConfig:
     ema_decay: float = 0.9999
     ema_warmup: bool = True  # decay min(ema_decay, (1 + t) / (10 + t)) at step t, as TensorFlow's num_updates
     select_best_on: Literal["model", "ema"] = "model"  # which weights' val accuracy picks best.pt
+    precise_bn: int = 0  # before each validation, recompute batch-norm statistics on this many training batches
+    test: bool = True  # false: end without evaluating the test split (a sweep that chooses on validation)
     tta_flip: bool = False  # evaluate each image and its mirror image, averaging the logits
     progressive: bool = False  # EfficientNetV2 progressive learning (image size, regularization by stage)
     progressive_stages: int = 4
@@ -380,6 +383,10 @@ def validate(cfg: Config) -> None:
            f"data.eval_limit must be positive or null, got {cfg.data.eval_limit}.")
     _check(cfg.train.epochs >= 1, f"train.epochs must be at least 1, got {cfg.train.epochs}.")
     _check(cfg.train.batch_size >= 1, f"train.batch_size must be at least 1, got {cfg.train.batch_size}.")
+    _check(cfg.train.steps is None or (cfg.train.steps >= 1 and cfg.train.steps % cfg.train.epochs == 0),
+           f"train.steps must be null or a positive multiple of train.epochs ({cfg.train.epochs}, the number of "
+           f"segments), got {cfg.train.steps}.")
+    _check(cfg.train.precise_bn >= 0, f"train.precise_bn must be >= 0 (training batches), got {cfg.train.precise_bn}.")
     _check(cfg.train.accum_steps >= 1, f"train.accum_steps must be at least 1, got {cfg.train.accum_steps}.")
     _check(cfg.train.batch_size % cfg.train.accum_steps == 0,
            f"train.accum_steps ({cfg.train.accum_steps}) must divide train.batch_size ({cfg.train.batch_size}) into "

@@ -27,6 +27,7 @@ from papernets.errors import ModelConfigError, UnknownModelError
 from papernets.pretrained import PretrainedSource, load_pretrained
 
 __all__ = [
+    "list_families",
     "Paper",
     "ModelEntry",
     "PretrainedSource",
@@ -144,6 +145,11 @@ def get_entry(name: str) -> ModelEntry:
 def list_models(pattern: str = "*") -> list[str]:
     """Sorted registered model names matching an fnmatch ``pattern`` (aliases are not listed)."""
     return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern.lower()))
+
+
+def list_families() -> list[str]:
+    """Sorted names of the model families (``ModelEntry.family``) that have a registered model."""
+    return sorted({e.family for e in _REGISTRY.values()})
 
 
 def model_info(name: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 __all__ = ["PLOT_NAMES", "family_colors", "plot_accuracy_vs", "plot_train_time", "plot_curves_grid", "write_plots"]
 
 
-PLOT_NAMES = ("acc_vs_gmacs", "acc_vs_params", "train_time", "curves")
+PLOT_NAMES = ("acc_vs_time", "acc_vs_gmacs", "acc_vs_params", "speed_vs_gmacs", "train_time", "curves")
 
 
 
@@ -59,6 +59,68 @@ def plot_accuracy_vs(records: list[dict[str, Any]], key: str, xlabel: str, title
         ax.legend(fontsize=7, ncol=2, loc="best", title="family", title_fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)
+
+
+def plot_accuracy_vs_time(records: list[dict[str, Any]], title: str, path: Path) -> Path:
+    """Left: validation accuracy at each validation point against the run's wall time (one curve per row, from the
+    start at chance), the test accuracy as a star at the end; right: the training loss of each segment or epoch."""
+    colors = family_colors(records)
+    rows = [r for r in _ok(records) if r.get("curves")]
+    fig, (ax, ax_loss) = plt.subplots(1, 2, figsize=(13, 6), dpi=110, gridspec_kw={"width_ratios": [3, 2]})
+    if not rows:
+        _empty(ax, "no finished rows")
+        _empty(ax_loss, "no finished rows")
+    for r in rows:
+        curves = [c for c in r["curves"] if c.get("wall_time_s") is not None]
+        if not curves:
+            continue
+        color = colors[r["family"]]
+        t = [c["wall_time_s"] / 60 for c in curves]
+        acc = [(c.get("val_acc") or float("nan")) * 100 for c in curves]
+        ax.plot(t, acc, "o-", color=color, ms=3, lw=1.1)
+        ax.scatter([t[-1]], [r["test_acc"] * 100], marker="*", s=70, color=color, edgecolors="black",
+                   linewidths=0.4, zorder=3)
+        ax.annotate(r["id"], (t[-1], acc[-1]), xytext=(4, 0), textcoords="offset points", fontsize=6)
+        ax_loss.plot(t, [c.get("train_loss") or float("nan") for c in curves], "o-", color=color, ms=3, lw=1.1,
+                     label=r["id"])
+    if rows:
+        ax_loss.set_yscale("log")
+        ax_loss.legend(fontsize=6, ncol=2)
+    ax.set_xlabel("wall time of the run (minutes)")
+    ax.set_ylabel("validation accuracy (%); star: test accuracy")
+    ax.set_title(f"{title}: accuracy against wall time")
+    ax_loss.set_xlabel("wall time of the run (minutes)")
+    ax_loss.set_ylabel("training loss (mean over the segment or epoch)")
+    ax_loss.set_title("training loss")
+    for a in (ax, ax_loss):
+        a.grid(alpha=0.3, which="both")
+    return _save(fig, path)
+
+
+def plot_speed_vs_gmacs(records: list[dict[str, Any]], title: str, path: Path) -> Path:
+    """Training and inference images/s against GMACs per image (log-log): which architectures are CPU-efficient
+    (points above the others at the same compute)."""
+    colors = family_colors(records)
+    rows = [r for r in _ok(records) if (r.get("gmacs") or 0) > 0]
+    fig, ax = plt.subplots(figsize=(9, 6), dpi=110)
+    if not rows:
+        _empty(ax, "no finished rows")
+    for key, marker, label in (("train_img_per_s", "o", "training"), ("infer_img_per_s", "^", "inference")):
+        pts = [r for r in rows if r.get(key)]
+        for i, r in enumerate(pts):
+            ax.scatter(r["gmacs"], r[key], marker=marker, color=colors[r["family"]], s=36, edgecolors="black",
+                       linewidths=0.4, label=label if i == 0 else None, zorder=3)
+            if key == "train_img_per_s":
+                ax.annotate(r["id"], (r["gmacs"], r[key]), xytext=(4, 3), textcoords="offset points", fontsize=7)
+    if rows:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("GMACs per image (log scale)")
+    ax.set_ylabel("images per second (log scale)")
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     return _save(fig, path)
@@ -126,13 +188,16 @@ def plot_curves_grid(records: list[dict[str, Any]], title: str, path: Path) -> P
 
 
 def write_plots(records: list[dict[str, Any]], name: str, input_label: str, out: Path) -> dict[str, Path]:
-    """All four figures as ``out/<name>_<figure>.png``; returns them by figure."""
+    """All the figures as ``out/<name>_<figure>.png``; returns them by figure."""
     out.mkdir(parents=True, exist_ok=True)
     return {
+        "acc_vs_time": plot_accuracy_vs_time(records, name, out / f"{name}_acc_vs_time.png"),
         "acc_vs_gmacs": plot_accuracy_vs(records, "gmacs", f"GMACs per image at {input_label} (log scale)",
                                          f"{name}: test accuracy against compute", out / f"{name}_acc_vs_gmacs.png"),
         "acc_vs_params": plot_accuracy_vs(records, "params", "parameters (log scale)",
                                           f"{name}: test accuracy against size", out / f"{name}_acc_vs_params.png"),
+        "speed_vs_gmacs": plot_speed_vs_gmacs(records, f"{name}: images/s against compute at {input_label}",
+                                              out / f"{name}_speed_vs_gmacs.png"),
         "train_time": plot_train_time(records, f"{name}: training time per model", out / f"{name}_train_time.png"),
         "curves": plot_curves_grid(records, name, out / f"{name}_curves.png"),
     }

@@ -23,8 +23,14 @@ CSV_COLUMNS = [
     "id", "model", "family", "year", "status", "error", "test_acc", "best_val_acc", "paper_schedule_test_acc",
     "paper_schedule", "paper_schedule_error", "params", "gmacs", "gflops", "input", "train_img_per_s",
     "infer_img_per_s", "peak_memory_mb", "wall_time_s", "paper_schedule_wall_time_s", "batch_size", "accum_steps",
-    "micro_batch", "epochs", "device", "configuration", "note", "run_dir",
+    "micro_batch", "epochs", "device", "cpu", "budget_min", "steps", "images_seen", "data_epochs", "configuration",
+    "note", "run_dir",
 ]
+BUDGET_COLUMNS = [("cpu", "CPU"), ("budget_min", "budget"), ("steps", "steps"), ("images_seen", "images seen"),
+                  ("data_epochs", "epochs")]
+_NUMERIC = {"year", "test_acc", "paper_schedule_test_acc", "params", "gmacs", "gflops", "train_img_per_s",
+            "infer_img_per_s", "peak_memory_mb", "wall_time_s", "batch_size", "budget_min", "steps", "images_seen",
+            "data_epochs"}
 
 
 def sort_by_family(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -64,9 +70,10 @@ def table_columns(records: list[dict[str, Any]], paper_schedule: bool) -> list[t
     if size is None:
         cols.append(("input", "input"))
     cols += [("train_img_per_s", "train img/s"), ("infer_img_per_s", "infer img/s"),
-             ("peak_memory_mb", "peak memory (MB)"), ("wall_time_s", "wall time"), ("batch_size", "batch"),
-             ("configuration", "configuration")]
-    return cols
+             ("peak_memory_mb", "peak memory (MB)"), ("wall_time_s", "wall time")]
+    if any("budget_min" in r for r in records):
+        cols += BUDGET_COLUMNS
+    return cols + [("batch_size", "batch"), ("configuration", "configuration")]
 
 
 def _cell(r: dict[str, Any], key: str) -> tuple[str, Any]:
@@ -91,6 +98,12 @@ def _cell(r: dict[str, Any], key: str) -> tuple[str, Any]:
         return _num(v, ".0f"), v
     if key == "wall_time_s":
         return (_fmt_seconds(v) if ok else "n/a"), (v if ok else None)
+    if key == "budget_min":
+        return ("n/a", None) if v is None else (f"{v:g} min", v)
+    if key in ("steps", "images_seen"):
+        return _num(v, ","), v
+    if key == "data_epochs":
+        return _num(v, ".2f"), v
     if key == "batch_size":
         if v is None:
             return "n/a", None
@@ -110,8 +123,7 @@ def _md_escape(text: str) -> str:
 
 def markdown_table(records: list[dict[str, Any]], paper_schedule: bool) -> str:
     cols = table_columns(records, paper_schedule)
-    right = {"year", "test_acc", "paper_schedule_test_acc", "params", "gmacs", "gflops", "train_img_per_s",
-             "infer_img_per_s", "peak_memory_mb", "wall_time_s", "batch_size"}
+    right = _NUMERIC
     lines = ["| " + " | ".join(h for _, h in cols) + " |",
              "|" + "|".join("---:" if k in right else "---" for k, _ in cols) + "|"]
     for r in sort_by_family(records):
@@ -127,6 +139,7 @@ def _meta(protocol: Protocol, records: list[dict[str, Any]]) -> dict[str, Any]:
     devices = sorted({r["device"] for r in records if r.get("device")})
     return {
         "protocol": protocol.name, "description": protocol.description, "paper_schedule": protocol.paper_schedule,
+        "bench": protocol.bench, "cpus": sorted({r["cpu"] for r in records if r.get("cpu")}),
         "base": protocol.base, "rows": len(records), "failed": sum(r.get("status") != "ok" for r in records),
         "total_time_s": sum(r.get("bench_time_s") or 0.0 for r in records), "devices": devices,
         "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "versions": versions(),
@@ -153,11 +166,25 @@ def _intro(meta: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
         "at the micro-batch the run used) from `bench/profile.py`. A batch written `B = k x m` ran out of memory at "
         "B and accumulated k micro-batches of m (the same effective batch).",
     ]
+    if meta.get("bench"):
+        b = meta["bench"]
+        lines += [
+            "",
+            f"Every row trained for the same budget of {b['budget_min']:g} minutes of wall time: a calibration of "
+            f"{b['calibration_s']:g} s of timed steps at the start of the row turned it into the row's step count "
+            "(steps), written to its `config.yaml`, so the row repeats exactly from its config; images seen = steps x "
+            "batch, epochs = images seen / training images. The learning rate warms up, then decays to zero at the "
+            f"last step. Validation {'midway and ' if b['segments'] == 2 else ''}at the end"
+            + (f" ({b['segments']} points)" if b["segments"] > 2 else "")
+            + "; wall time counts training and validation. Each row names the CPU it ran on ("
+            + (", ".join(meta.get("cpus") or []) or "n/a") + "): a row resumed on another day keeps its own.",
+        ]
     return lines
 
 
 def _plot_section(plots: dict[str, Path]) -> list[str]:
-    names = {"acc_vs_gmacs": "accuracy against GMACs", "acc_vs_params": "accuracy against parameters",
+    names = {"acc_vs_time": "accuracy against wall time", "acc_vs_gmacs": "accuracy against GMACs",
+             "acc_vs_params": "accuracy against parameters", "speed_vs_gmacs": "images per second against GMACs",
              "train_time": "training time per model", "curves": "train and validation curves"}
     return [f"![{names[k]}]({p.name})" for k, p in plots.items()]
 
@@ -230,8 +257,7 @@ window.addEventListener("load", () => {{
 def html_report(protocol: Protocol, records: list[dict[str, Any]], meta: dict[str, Any],
                 plots: dict[str, Path]) -> str:
     cols = table_columns(records, protocol.paper_schedule)
-    numeric = {"year", "test_acc", "paper_schedule_test_acc", "params", "gmacs", "gflops", "train_img_per_s",
-               "infer_img_per_s", "peak_memory_mb", "wall_time_s", "batch_size"}
+    numeric = _NUMERIC
     head = "".join(f'<th data-key="{k}">{html.escape(h)}</th>' for k, h in cols)
     body = []
     for r in sort_by_family(records):

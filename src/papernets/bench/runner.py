@@ -30,6 +30,7 @@ from typing import IO, Any
 
 import torch
 
+from papernets.bench.budget import budget_config, calibrate
 from papernets.bench.profile import measure_throughput, peak_memory_mb
 from papernets.bench.protocol import (
     PROTOCOLS_DIR,
@@ -43,11 +44,12 @@ from papernets.bench.protocol import (
     select_rows,
 )
 from papernets.bench.report import write_report
-from papernets.config import Config, load_config
+from papernets.config import Config, ConfigError, load_config
 from papernets.engine.build import build_model, model_kwargs
 from papernets.engine.checkpoint import load_checkpoint
 from papernets.engine.counting import meta_model_stats
 from papernets.engine.distributed import resolve_device
+from papernets.engine.rundir import atomic_write_text
 from papernets.engine.runtime import Runtime, resolve_runtime
 from papernets.engine.trainer import Trainer, TrainingInterrupted, config_from_checkpoint
 from papernets.registry import get_entry
@@ -200,11 +202,14 @@ def describe_config(cfg: Config, recipe: str | None = None, runtime: Runtime | N
     o, s, t = cfg.optim, cfg.schedule, cfg.train
     parts = [f"{o.name} lr {o.lr:.3g}" + (f" wd {o.weight_decay:g}" if o.weight_decay else "")
              + (" + " + ("ASAM" if o.sam_adaptive else "SAM") if o.sam else "")]
-    parts.append("constant lr" if s.name in ("none", "constant") else f"{s.name} schedule")
+    warmup = (f"{s.warmup:.0%}" if s.unit == "run" else f"{s.warmup:g} {s.unit}") if s.warmup else ""
+    parts.append("constant lr" if s.name in ("none", "constant") else f"{s.name} schedule"
+                 + (f" (warmup {warmup})" if warmup else ""))
     micro = t.batch_size // t.accum_steps
     parts.append(f"batch {t.batch_size}" + (f" = {t.accum_steps} x {micro} (accumulated)" if t.accum_steps > 1 else ""))
-    parts.append(f"{t.epochs} epoch{'s' if t.epochs != 1 else ''}")
-    extras = [name for name, on in (("label smoothing", t.label_smoothing), ("mixup", t.mixup_alpha),
+    parts.append(f"{t.steps:,} steps" if t.steps else f"{t.epochs} epoch{'s' if t.epochs != 1 else ''}")
+    extras = [name for name, on in ((f"label smoothing {t.label_smoothing:g}", t.label_smoothing),
+                                    ("mixup", t.mixup_alpha),
                                     ("cutmix", t.cutmix_alpha), ("EMA", t.ema), ("progressive", t.progressive),
                                     ("RandAugment", cfg.data.randaugment_ops),
                                     ("activation checkpointing", t.activation_checkpointing)) if on]
@@ -245,6 +250,9 @@ def bench_row(protocol: Protocol, row: Row, out: Path, overrides: list[str], log
     try:
         cfg, recipe = row_config(protocol, row, overrides)
         rec["recipe"] = recipe
+        if protocol.bench:
+            cfg, rec["calibration"] = _budget(cfg, protocol.bench, run_dir, log)
+            rec["budget_min"] = protocol.bench["budget_min"]
         summary, used, trainer = train_run(cfg, run_dir, recipe, log)
         in_chans, num_classes = _run_data(trainer, run_dir)
         del trainer
@@ -259,8 +267,10 @@ def bench_row(protocol: Protocol, row: Row, out: Path, overrides: list[str], log
             accum_steps=used.train.accum_steps, micro_batch=used.train.batch_size // used.train.accum_steps,
             device=summary["device"], schedule=used.schedule.name,
             configuration=describe_config(used, recipe, Runtime.from_dict(summary)),
-            dataset=summary["dataset"], curves=[{k: r.get(k) for k in ("epoch", "train_acc", "val_acc")}
-                                                for r in history],
+            dataset=summary["dataset"], cpu=(summary.get("host") or {}).get("cpu"), steps=summary.get("steps"),
+            images_seen=summary.get("images_seen"), data_epochs=summary.get("data_epochs"),
+            curves=[{k: r.get(k) for k in ("epoch", "train_loss", "train_acc", "val_acc", "wall_time_s")}
+                    for r in history],
         )
         notes = []
         if used.train.accum_steps > 1:
@@ -301,6 +311,28 @@ def bench_row(protocol: Protocol, row: Row, out: Path, overrides: list[str], log
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "bench.json").write_text(json.dumps(rec, indent=2) + "\n")
     return rec
+
+
+def _budget(cfg: Config, bench: dict[str, Any], run_dir: Path, log: IO[str]) -> tuple[Config, dict[str, Any]]:
+    """``cfg`` with the row's budget as a step count: from the calibration in ``run_dir/budget.json`` when the row
+    was started before (the same steps again), else from a new calibration, written there first."""
+    path = run_dir / "budget.json"
+    if path.is_file():
+        kept = json.loads(path.read_text())
+        if (kept["budget_min"], kept["segments"]) != (bench["budget_min"], bench["segments"]):
+            raise ConfigError(f"{run_dir} was started with a budget of {kept['budget_min']} min in "
+                              f"{kept['segments']} segments, not {bench['budget_min']} min in {bench['segments']}: "
+                              "give the bench another --out, or remove that folder to run the row again.")
+        calibration = kept["calibration"]
+    else:
+        calibration = calibrate(cfg, bench["calibration_s"], log)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        record = {"budget_min": bench["budget_min"], "segments": bench["segments"], "calibration": calibration}
+        atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    out = budget_config(cfg, bench, calibration)
+    print(f"budget: {bench['budget_min']:g} min = {out.train.steps} steps of batch {out.train.batch_size} "
+          f"({calibration['seconds_per_step']:.3f} s per step on {calibration['cpu']})", file=log, flush=True)
+    return out, calibration
 
 
 def _dataset_shape(name: str) -> tuple[int, int]:
@@ -357,13 +389,16 @@ def run_bench(
     """Bench ``rows`` (kept, resumed or trained), writing the tables after each and the plots and HTML report at
     the end; return their records."""
 
-    overrides = list(overrides or [])
+    protocol, overrides = protocol.with_bench_overrides(list(overrides or []))
     for row in rows:  # a bad --set or row config is a usage error before anything trains
         row_config(protocol, row, overrides)
     records: list[dict[str, Any]] = []
     for i, row in enumerate(rows, 1):
         run_dir = out / protocol.name / row.id
         rec = _kept(run_dir, retry_failed)
+        if rec is not None and protocol.bench and rec.get("budget_min") != protocol.bench["budget_min"]:
+            raise ConfigError(f"{run_dir} holds a row of a {rec.get('budget_min')}-minute budget, not "
+                              f"{protocol.bench['budget_min']:g}: give the bench another --out.")
         if rec is not None:
             print(f"bench [{i}/{len(rows)}] {row.id}: kept ({run_dir}/bench.json)", file=log, flush=True)
         else:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
 from papernets.data.augment import auto_augment, rand_augment, random_erase
 from papernets.data.transforms import normalize, random_crop, random_flip, resize
 
-__all__ = ["TensorLoader", "batch_count", "batch_seed", "epoch_order", "finish_batch", "stream_seed"]
+__all__ = ["SegmentLoader", "TensorLoader", "batch_count", "batch_seed", "epoch_order", "finish_batch", "stream_seed"]
 
 _PRIME = 1_000_003
 
@@ -142,6 +143,49 @@ class TensorLoader:
             x = auto_augment(x, self.auto_augment, stream_seed(self.seed, epoch, b, 4))
         x = normalize(resize(x.float().div_(255.0), self.image_size), self.mean, self.std)
         return finish_batch(x, self.random_erasing, stream_seed(self.seed, epoch, b, 2), self.channels_last), y
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.batches(0)
+
+
+class SegmentLoader:
+    """A training loader cut into segments of ``steps`` batches that run through the data continuously: segment
+    ``e`` is the batches ``e * steps`` to ``(e + 1) * steps - 1`` of the endless sequence pass 0, pass 1, ... of
+    ``loader`` (each pass shuffled as that loader shuffles its epochs). A run with a step budget (``train.steps``)
+    treats each segment as one of its "epochs": it validates and checkpoints at the end of each, whether a segment
+    is a tenth of a pass over the training set or several passes. Everything else is ``loader``'s."""
+
+    def __init__(self, loader: Any, steps: int) -> None:
+        if steps < 1 or len(loader) < 1:
+            raise ValueError(f"a segment needs at least one step and one batch per pass, got {steps} and {len(loader)}")
+        self.loader, self.steps = loader, steps
+
+    def __getattr__(self, name: str) -> Any:  # image_size, num_samples, bad, ...: the wrapped loader's
+        return getattr(self.__dict__["loader"], name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("loader", "steps") or hasattr(type(self), name):
+            object.__setattr__(self, name, value)
+        else:  # progressive learning sets image_size and the like on the loader that makes the batches
+            setattr(self.loader, name, value)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def position(self, epoch: int, start: int = 0) -> tuple[int, int]:
+        """(pass, batch within that pass) of batch ``start`` of segment ``epoch``."""
+        return divmod(epoch * self.steps + start, len(self.loader))
+
+    def batches(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        left = self.steps - start
+        data_pass, b = self.position(epoch, start)
+        while left > 0:
+            for batch in self.loader.batches(data_pass, b):
+                yield batch
+                left -= 1
+                if left == 0:
+                    return
+            data_pass, b = data_pass + 1, 0
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.batches(0)

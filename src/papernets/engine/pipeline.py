@@ -21,7 +21,7 @@ from papernets.data.stream import Augment, StreamLoader, StreamSplits, folder_st
 from papernets.errors import ConfigError, DatasetError
 
 __all__ = ["Data", "open_data", "make_loaders", "eval_loader", "memory_budget_bytes", "describe_augmentation",
-           "check_tta"]
+           "check_tta", "bad_images", "checkpoint_data"]
 
 Loaders = tuple[Any, Any, Any]  # train, validation, test: TensorLoader or StreamLoader
 
@@ -176,3 +176,20 @@ def check_tta(data: Data, cfg: Config) -> None:
         raise ConfigError(f"train.tta_flip=true mirrors the images, which changes the labels of "
                           f"{data.splits.name!r} (or data.flip=false says so); use it only where horizontal flips "
                           f"keep the label.")
+
+
+def bad_images(splits: Any, *loaders: Any) -> dict[str, Any]:
+    """The image files left out as unreadable (``data.skip_bad_images``), when indexed or when read: their count
+    and the first 20 with their errors."""
+    bad = dict(getattr(splits, "skipped", {}))
+    for loader in loaders:
+        bad.update(getattr(loader, "bad", {}))
+    return {"count": len(bad), "files": dict(sorted(bad.items())[:20])}
+
+
+def checkpoint_data(data: Data, cfg: Config) -> dict[str, Any]:
+    """What a checkpoint records of its data: enough to preprocess and name new images the same way."""
+    d = data.splits
+    return {"name": d.name, "classes": d.classes, "mean": list(d.mean), "std": list(d.std), "in_chans": d.in_chans,
+            "native_size": d.native_size, "num_classes": d.num_classes, "pipeline": data.pipeline,
+            "crop_pct": cfg.data.crop_pct}

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import platform
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,8 @@ from papernets.config import Config, config_to_dict
 from papernets.engine.plots import plot_curves
 from papernets.engine.speed import cpu_label
 
-__all__ = ["METRIC_COLUMNS", "TIMING_COLUMNS", "EMA_COLUMNS", "PROGRESSIVE_COLUMNS", "host", "versions",
-           "write_config", "write_metrics", "write_summary", "write_plots"]
+__all__ = ["atomic_write_text", "METRIC_COLUMNS", "TIMING_COLUMNS", "EMA_COLUMNS", "PROGRESSIVE_COLUMNS", "host",
+           "versions", "write_config", "write_metrics", "write_summary", "write_plots"]
 
 METRIC_COLUMNS = [
     "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s", "train_img_per_s", "wall_time_s",
@@ -56,17 +58,23 @@ def versions() -> dict[str, str]:
     }
 
 
-def _replace(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a fresh temporary file beside ``path``, then rename it over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def write_config(run_dir: Path, cfg: Config, recipe: str | None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     header = (f"# The paper recipe was applied: {recipe}.\n# This is the resolved config (train.recipe: null), so "
               "--config with this file repeats the run.\n") if recipe else ""
-    _replace(run_dir / "config.yaml", header + yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    atomic_write_text(run_dir / "config.yaml", header + yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 
 def write_metrics(run_dir: Path, history: list[dict[str, float]], columns: list[str]) -> None:
@@ -81,7 +89,7 @@ def write_metrics(run_dir: Path, history: list[dict[str, float]], columns: list[
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    _replace(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
 
 
 def write_plots(run_dir: Path, history: list[dict[str, float]], title: str) -> None:

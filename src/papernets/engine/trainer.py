@@ -17,6 +17,7 @@ writes). An EMA of the weights (``optim/ema.py``) is updated after every step an
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import signal
 import sys
@@ -28,15 +29,14 @@ import torch
 from torch import nn
 
 from papernets.config import SYNC_BN_CPU, Config, config_from_dict, config_to_dict
-from papernets.data.loader import stream_seed
+from papernets.data.loader import SegmentLoader, stream_seed
 from papernets.data.mixing import MixConfig, mix_batch
 from papernets.engine import distributed as dist_utils
-from papernets.engine import rundir
+from papernets.engine import pipeline, rundir
 from papernets.engine.build import build_model, model_kwargs
 from papernets.engine.checkpoint import load_checkpoint, save_checkpoint
 from papernets.engine.counting import meta_model_stats
-from papernets.engine.evaluation import evaluate, first_nonfinite
-from papernets.engine.pipeline import check_tta, describe_augmentation, make_loaders, open_data
+from papernets.engine.evaluation import evaluate, first_nonfinite, recompute_bn_stats
 from papernets.engine.progress import Progress, format_seconds
 from papernets.engine.progressive import apply_stage, check_stage_sizes, progressive_plan, stage_index, stage_row
 from papernets.engine.rundir import EMA_COLUMNS, METRIC_COLUMNS, PROGRESSIVE_COLUMNS, TIMING_COLUMNS
@@ -92,10 +92,12 @@ class Trainer:
         if cfg.train.progressive:  # a model that cannot take it fails here, before the data is loaded
             progressive_plan(cfg, self.entry)
         torch.manual_seed(cfg.train.seed)
-        self.source = open_data(cfg, stream if self.info.is_main else None)
+        self.source = pipeline.open_data(cfg, stream if self.info.is_main else None)
         self.data = self.source.splits
+        trained_images = (cfg.train.steps * cfg.train.batch_size if cfg.train.steps
+                          else self.data.num_train * cfg.train.epochs)
         self.runtime: Runtime = resolve_runtime(cfg.train, self.entry.family, self.device,
-                                                train_images=self.data.num_train * cfg.train.epochs)
+                                                train_images=trained_images)
         self._build_model()
         torch.manual_seed(cfg.train.seed + 1000 * self.info.rank)  # dropout etc. differ per process
         self._build_loaders()
@@ -143,15 +145,21 @@ class Trainer:
         if self.plan and cfg.train.progressive_randaugment is not None and ra_ops == 0 and not cfg.data.auto_augment:
             ra_ops = 2  # EfficientNetV2's RandAugment has 2 ops
         self.ra_ops = ra_ops
-        self.train_loader, self.val_loader, self.test_loader = make_loaders(
+        self.train_loader, self.val_loader, self.test_loader = pipeline.make_loaders(
             self.source, cfg, self.device, self.info.rank, self.info.world_size, self.runtime.channels_last, ra_ops)
-        check_tta(self.source, cfg)
+        pipeline.check_tta(self.source, cfg)
+        if cfg.train.steps:  # a step budget: train.epochs segments of steps / epochs batches, validated at each end
+            self.train_loader = SegmentLoader(self.train_loader, cfg.train.steps // cfg.train.epochs)
         self.num_classes = cfg.model.num_classes or self.data.num_classes
         self.mix = MixConfig(cfg.train.mixup_alpha, cfg.train.cutmix_alpha, cfg.train.mix_prob,
                              cfg.train.mix_switch_prob)
         if len(self.train_loader) == 0:
             raise ConfigError(f"train.batch_size {cfg.train.batch_size} leaves no training batch: only "
                               f"{self.train_loader.num_samples} training images per process.")
+
+    @property
+    def unit(self) -> str:  # what the loop's epochs are: passes over the data, or a step budget's segments
+        return "segment" if self.cfg.train.steps else "epoch"
 
     @property
     def metric_columns(self) -> list[str]:
@@ -161,7 +169,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ checkpoints
 
     def _checkpoint_state(self) -> dict[str, Any]:
-        s, d = self.state, self.data
+        s = self.state
         return {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
@@ -169,9 +177,7 @@ class Trainer:
             "epoch": s.epoch, "global_step": s.global_step, "best_val_acc": s.best_val_acc,
             "best_epoch": s.best_epoch, "wall_time_s": s.wall_time_s, "history": s.history,
             "partial": s.partial.as_dict(), "config": config_to_dict(self.cfg), "model_name": self.entry.name,
-            "data": {"name": d.name, "classes": d.classes, "mean": list(d.mean), "std": list(d.std),
-                     "in_chans": d.in_chans, "native_size": d.native_size, "num_classes": d.num_classes,
-                     "pipeline": self.source.pipeline, "crop_pct": self.cfg.data.crop_pct},
+            "data": pipeline.checkpoint_data(self.source, self.cfg),
             "world_size": self.info.world_size, "versions": rundir.versions(),
         }
 
@@ -215,9 +221,8 @@ class Trainer:
             set_rng_state(rngs[self.info.rank] if rngs else ckpt["rng"], self.device)
             return
         torch.manual_seed(stream_seed(self.cfg.train.seed, s.epoch, self.info.rank, 4))
-        steps = len(self.train_loader)
+        steps, bs = len(self.train_loader), self.cfg.train.batch_size
         self.schedule.load_state_dict({"step_count": s.epoch * steps})
-        bs = self.cfg.train.batch_size
         self._log(f"the checkpoint was saved by {saved_world} process(es), this run has {world}: train.batch_size "
                   f"{bs} per process makes the global batch {bs * world} (was {bs * saved_world}) and {steps} steps "
                   f"per epoch; the schedule continues from epoch {s.epoch}.")
@@ -239,7 +244,7 @@ class Trainer:
         cfg, p = self.cfg, self.state.partial
         self.net.train()
         total = len(self.train_loader)
-        bar = Progress(f"epoch {epoch + 1}/{cfg.train.epochs}", total, p.step, self.info.is_main,
+        bar = Progress(f"{self.unit} {epoch + 1}/{cfg.train.epochs}", total, p.step, self.info.is_main,
                        cfg.train.log_every, self.stream)
         if self.plan:
             stage = self.plan[stage_index(epoch, cfg.train.epochs, len(self.plan))]
@@ -279,8 +284,12 @@ class Trainer:
         self.state.wall_time_s += now - self._session_start
         self._session_start = now
 
-    def _validate(self) -> tuple[dict[str, float] | None, dict[str, float] | None]:
-        """Validation of the weights and of their EMA, with rank 0's batch-norm statistics."""
+    def _validate(self, epoch: int) -> tuple[dict[str, float] | None, dict[str, float] | None]:
+        """Validation of the weights and of their EMA, with rank 0's batch-norm statistics (recomputed first on
+        the epoch's first ``train.precise_bn`` training batches, where that is on)."""
+        if self.cfg.train.precise_bn:
+            batches = itertools.islice(self.train_loader.batches(epoch), self.cfg.train.precise_bn)
+            recompute_bn_stats(self.model, batches, self.amp_dtype)
         dist_utils.broadcast_module(self.model, self.info, buffers_only=True)
         if self.ema is not None:
             dist_utils.broadcast_module(self.ema.module, self.info, buffers_only=True)
@@ -297,7 +306,7 @@ class Trainer:
         train_loss, train_acc, seen, epoch_time = dist_utils.all_reduce_sum([p.loss_sum, p.correct, p.seen, p.time_s],
                                                                             self.info)
         epoch_time /= self.info.world_size
-        val, ema_val = self._validate()
+        val, ema_val = self._validate(epoch)
         self._check_finite(epoch, val)
         nan = float("nan")
         row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": train_loss / seen,
@@ -336,7 +345,7 @@ class Trainer:
             + (f" x{self.info.world_size} processes" if self.info.enabled else "") + f" -> {self.run_dir}"
         )
         self._log(f"data: {self.source.pipeline} pipeline ({self.source.why}); "
-                  + describe_augmentation(self.source, cfg, self.ra_ops))
+                  + pipeline.describe_augmentation(self.source, cfg, self.ra_ops))
         self._log(f"runtime: {self.runtime.describe()}")
         if s.epoch or s.partial.step:
             self._log(f"resuming after epoch {s.epoch}" + (f", step {s.partial.step}" if s.partial.step else ""))
@@ -351,7 +360,7 @@ class Trainer:
                 row, improved = self._end_epoch(epoch)
                 left = row["epoch_time_s"] * (cfg.train.epochs - epoch - 1)
                 self._log(
-                    f"epoch {epoch + 1}/{cfg.train.epochs}: train loss {row['train_loss']:.4f} "
+                    f"{self.unit} {epoch + 1}/{cfg.train.epochs}: train loss {row['train_loss']:.4f} "
                     f"acc {row['train_acc'] * 100:.2f}% | val loss {row['val_loss']:.4f} "
                     f"acc {row['val_acc'] * 100:.2f}%"
                     + (f" | EMA val acc {row['ema_val_acc'] * 100:.2f}%" if self.ema else "")
@@ -384,12 +393,6 @@ class Trainer:
                 else "no checkpoint had been written yet")
         return TrainingDiverged(f"{what}; stopped, and {kept}. Try a lower optim.lr or set train.grad_clip.")
 
-    def _bad_images(self) -> dict[str, Any]:
-        """The image files left out as unreadable (``data.skip_bad_images``): when indexed or when read."""
-        bad = {**getattr(self.data, "skipped", {}), **getattr(self.train_loader, "bad", {}),
-               **getattr(self.val_loader, "bad", {}), **getattr(self.test_loader, "bad", {})}
-        return {"count": len(bad), "files": dict(sorted(bad.items())[:20])}
-
     def _load_best(self) -> str:
         """Load ``best.pt``'s weights (read by rank 0, broadcast) where the run wrote one; which weights are tested."""
         best_path = self.run_dir / "checkpoints" / "best.pt"
@@ -413,12 +416,13 @@ class Trainer:
         use_ema = self.ema is not None and cfg.train.select_best_on == "ema"
         if use_ema:
             tested += " EMA"
-        test = evaluate(self.ema.module if use_ema else self.model, self.test_loader, self.info, self.amp_dtype,
-                        cfg.train.tta_flip)
+        test = (evaluate(self.ema.module if use_ema else self.model, self.test_loader, self.info, self.amp_dtype,
+                         cfg.train.tta_flip) if cfg.train.test else dict.fromkeys(("acc", "top5", "loss")))
         _, macs = meta_model_stats(self.entry.name, img_size=cfg.data.image_size,
                                         in_chans=cfg.model.in_chans or self.data.in_chans,
                                         num_classes=self.num_classes, **model_kwargs(cfg))
         self._tick()
+        seen = s.global_step * cfg.train.batch_size * self.info.world_size
         summary = {
             "model": self.entry.name, "dataset": self.data.name, "image_size": cfg.data.image_size,
             "batch_size": cfg.train.batch_size, "epochs": s.epoch,
@@ -426,8 +430,10 @@ class Trainer:
             "test_acc": test["acc"], "test_top5": test["top5"], "test_loss": test["loss"], "tested_weights": tested,
             "params": sum(p.numel() for p in self.model.parameters()), "gmacs": macs / 1e9, "gflops": 2 * macs / 1e9,
             "wall_time_s": s.wall_time_s, "device": str(self.device), "host": rundir.host(self.device),
+            "steps": s.global_step, "images_seen": seen, "data_epochs": seen / max(1, self.data.num_train),
             "world_size": self.info.world_size, "runtime": self.runtime.as_dict(), "recipe": self.recipe,
-            "pipeline": self.source.pipeline, "bad_images": self._bad_images(),
+            "pipeline": self.source.pipeline,
+            "bad_images": pipeline.bad_images(self.data, self.train_loader, self.val_loader, self.test_loader),
             "versions": rundir.versions(),
         }
         if self.info.is_main:
@@ -435,8 +441,9 @@ class Trainer:
             if cfg.output.plots:
                 rundir.write_plots(self.run_dir, s.history, f"{self.entry.name} on {self.data.name}")
             self._log(
-                f"test accuracy {test['acc'] * 100:.2f}% (top-5 {test['top5'] * 100:.2f}%, {tested} weights), "
-                f"best val {s.best_val_acc * 100:.2f}% at epoch {s.best_epoch}, wall time "
+                (f"test accuracy {test['acc'] * 100:.2f}% (top-5 {test['top5'] * 100:.2f}%, {tested} weights), "
+                 if cfg.train.test else "test split not used (train.test=false), ")
+                + f"best val {s.best_val_acc * 100:.2f}% at epoch {s.best_epoch}, wall time "
                 f"{format_seconds(s.wall_time_s)} -> {self.run_dir}"
             )
         dist_utils.barrier(self.info)

@@ -17,6 +17,10 @@ schedule multiplies each parameter group's base lr (``optim.lr``) by ``factor(st
 
 These start after the warmup and fill the rest of the run (``T`` = total steps - warmup steps). The warmup is
 linear: ``(t + 1) / (warmup + 1)`` for the first ``warmup`` steps.
+
+``schedule.unit`` says what ``warmup``, ``step_size`` and ``milestones`` count: epochs, optimizer steps, or
+fractions of the run (``run``: ``warmup: 0.05`` is the first 5% of the steps, whatever their number; the unit of a
+wall-clock budget, whose step count is known only when the run starts).
 """
 
 from __future__ import annotations
@@ -71,8 +75,8 @@ def schedule_factor(cfg: ScheduleConfig, steps_per_epoch: int, epochs: int, base
     """The lr multiplier as a function of the optimizer step (see the module docstring)."""
     if cfg.name not in SCHEDULES:
         raise ValueError(f"unknown schedule {cfg.name!r}; accepted: {', '.join(SCHEDULES)}.")
-    per_unit = steps_per_epoch if cfg.unit == "epochs" else 1
     total = max(1, steps_per_epoch * epochs)
+    per_unit = {"epochs": steps_per_epoch, "steps": 1, "run": total}[cfg.unit]
     warmup = int(round(cfg.warmup * per_unit))
     span = max(1, total - warmup)
     floor = cfg.min_lr / base_lr

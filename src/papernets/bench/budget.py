@@ -1,0 +1,258 @@
+"""A wall-clock budget per bench row, made a step count once, and the sweep that chose each family's settings.
+
+Budget (a protocol with a ``bench`` section, e.g. ``fashion-budget``): every row gets the same training time,
+``bench.budget_min`` minutes. At the start of a row, ``calibrate`` times a few training steps of the row's own
+config through the ordinary ``Trainer`` (the same data, model, runtime and optimizer; the first steps are not
+timed), and ``budget_config`` turns the budget into ``train.steps``: the row then trains exactly that many
+optimizer steps in ``bench.segments`` segments (each ending in a validation), and its learning-rate schedule (a
+warmup, then a decay to zero, configured in fractions of the run: ``schedule.unit: run``) spans exactly those
+steps. The step count is written to the row's ``config.yaml``, so the row can be repeated exactly from its config
+on any machine (taking another time there); the calibration is kept in the row's ``budget.json``.
+
+Sweep (``papernets bench --protocol P --sweep``): for each family of the protocol's rows (its first row stands for
+it), short runs try the settings the protocol's ``sweep`` section lists, round by round: round 1 tries each
+candidate over ``sweep.start``; each later round tries its candidates over the best so far, which stays in the
+race. Every run of a family sees the same number of images: the steps that fit in ``sweep.budget_min`` by one
+timed calibration at the start settings' batch, scaled to each run's batch (so the choice does not depend on the
+machine's load). Every run validates once at its end, on the first ``sweep.eval_limit`` validation images, and
+never evaluates the test split (``train.test: false``). The best settings of each family go into the protocol's
+``families`` section (by hand, checked by a test against the committed sweep results), and every tried value
+with its validation accuracy is written next to the table (``<protocol>-sweep.md`` and ``.json``).
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import io
+import json
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from papernets.bench.protocol import Protocol, Row, merge
+from papernets.config import Config, config_from_dict
+from papernets.engine.rundir import cpu_label
+from papernets.engine.trainer import Trainer
+from papernets.errors import ConfigError
+from papernets.optim.recipes import resolve_config
+from papernets.registry import get_entry
+
+__all__ = ["calibrate", "budget_config", "budget_steps", "run_sweep", "sweep_choices", "flat_settings"]
+
+
+class _Timed:
+    """The trainer's loader, stopping its epoch once ``seconds`` have passed over at least ``min_steps`` timed
+    steps after ``warmup`` untimed ones; ``stamps`` are the moments each batch was asked for (a step's end)."""
+
+    def __init__(self, loader: Any, seconds: float, warmup: int, min_steps: int) -> None:
+        self.loader, self.seconds, self.warmup, self.min_steps = loader, seconds, warmup, min_steps
+        self.stamps: list[float] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["loader"], name)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def batches(self, epoch: int = 0, start: int = 0) -> Iterator[Any]:
+        for batch in self.loader.batches(epoch, start):
+            self.stamps.append(time.perf_counter())
+            timed = len(self.stamps) - 1 - self.warmup
+            if timed >= self.min_steps and self.stamps[-1] - self.stamps[self.warmup] >= self.seconds:
+                return
+            yield batch
+
+
+def calibrate(cfg: Config, seconds: float, log: IO[str], warmup: int = 2, min_steps: int = 3) -> dict[str, Any]:
+    """Seconds per optimizer step of ``cfg``'s training, timed over at least ``seconds`` (and ``min_steps`` steps)
+    after ``warmup`` untimed steps, through a throwaway ``Trainer`` that writes nothing."""
+    probe = copy.deepcopy(cfg)
+    probe.train.steps, probe.train.epochs, probe.train.precise_bn = None, 1, 0
+    probe.output.checkpoint = probe.output.save_best = probe.output.plots = False
+    started = time.perf_counter()
+    trainer = Trainer(probe, Path("calibration-not-written"), stream=io.StringIO())
+    timed = _Timed(trainer.train_loader, seconds, warmup, min_steps)
+    trainer.train_loader = timed
+    trainer.train_epoch(0)
+    steps = len(timed.stamps) - 1 - warmup
+    if steps < 1:
+        raise ConfigError(f"calibration: one pass over the training set of {cfg.model.name} is only "
+                          f"{len(timed.stamps)} batches; at least {warmup + 2} are needed to time a step.")
+    per_step = (timed.stamps[-1] - timed.stamps[warmup]) / steps
+    del trainer, timed
+    gc.collect()
+    out = {"seconds_per_step": per_step, "timed_steps": steps, "warmup_steps": warmup,
+           "calibration_s": time.perf_counter() - started, "batch_size": cfg.train.batch_size, "cpu": cpu_label()}
+    print(f"budget: calibration of {cfg.model.name} at batch {cfg.train.batch_size}: {per_step:.3f} s per step "
+          f"({steps} steps timed)", file=log, flush=True)
+    return out
+
+
+def budget_steps(budget_min: float, seconds_per_step: float, segments: int) -> int:
+    """The steps that fit in the budget, a multiple of ``segments`` (at least one step per segment)."""
+    steps = math.floor(budget_min * 60.0 / seconds_per_step) // segments * segments
+    return max(segments, steps)
+
+
+def budget_config(cfg: Config, budget: dict[str, Any], calibration: dict[str, Any]) -> Config:
+    """``cfg`` with the budget as ``train.steps`` in ``budget['segments']`` segments (``train.epochs``)."""
+    out = copy.deepcopy(cfg)
+    out.train.epochs = budget["segments"]
+    out.train.steps = budget_steps(budget["budget_min"], calibration["seconds_per_step"], budget["segments"])
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ the sweep
+
+
+def flat_settings(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"optim": {"lr": 0.1}}`` as ``{"optim.lr": 0.1}``."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            out.update(flat_settings(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _label(settings: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in flat_settings(settings).items()) or "(start)"
+
+
+def _sweep_spec(protocol: Protocol) -> dict[str, Any]:
+    spec = protocol.sweep
+    if not spec:
+        raise ConfigError(f"protocol {protocol.name} has no sweep section; --sweep needs one.")
+    unknown = set(spec) - {"budget_min", "calibration_s", "eval_limit", "start", "rounds"}
+    if unknown:
+        raise ConfigError(f"protocol {protocol.name}: sweep: unknown keys {sorted(unknown)}; accepted: budget_min, "
+                          "calibration_s, eval_limit, start, rounds.")
+    rounds = spec.get("rounds") or []
+    if not rounds or not all(isinstance(r, dict) and isinstance(r.get("try"), list) and r["try"] for r in rounds):
+        raise ConfigError(f"protocol {protocol.name}: sweep.rounds must be a list of {{name, try: [settings...]}}.")
+    return spec
+
+
+def _representatives(protocol: Protocol, rows: list[Row]) -> dict[str, Row]:
+    """The first plain row (no config of its own) of each family, in the protocol's order."""
+    out: dict[str, Row] = {}
+    for row in rows:
+        family = get_entry(row.model).family
+        if family not in out and not row.config:
+            out[family] = row
+    return out
+
+
+def _trial(protocol: Protocol, row: Row, settings: dict[str, Any], spec: dict[str, Any], run_dir: Path,
+           calibrations: dict[str, Any], log: IO[str]) -> dict[str, Any]:
+    """One sweep run (kept when its ``trial.json`` exists): its settings, steps and validation accuracy."""
+    record_path = run_dir / "trial.json"
+    if record_path.is_file():
+        return json.loads(record_path.read_text())
+    base = config_from_dict(copy.deepcopy(protocol.base))
+    base.model.name = get_entry(row.model).name
+    fixed = {"train": {"test": False, "epochs": 1}, "data": {"eval_limit": spec.get("eval_limit")},
+             "output": {"checkpoint": False, "save_best": False, "plots": False}}
+    cfg, _ = resolve_config(base, merge(merge(settings, row.config), fixed), [])
+    if "start" not in calibrations:  # once per family, at the start settings' batch
+        start_cfg, _ = resolve_config(base, merge(merge(spec.get("start") or {}, row.config), fixed), [])
+        calibrations["start"] = calibrate(start_cfg, float(spec.get("calibration_s", 10)), log)
+    cal = calibrations["start"]
+    # every trial of a family sees the same number of images: the start batch's steps, scaled to its own batch
+    images = budget_steps(float(spec.get("budget_min", 1)), cal["seconds_per_step"], 1) * cal["batch_size"]
+    cfg = copy.deepcopy(cfg)
+    cfg.train.steps = max(1, round(images / cfg.train.batch_size))
+    if run_dir.exists():  # an unfinished trial: start it again
+        import shutil
+
+        shutil.rmtree(run_dir)
+    try:
+        summary = Trainer(cfg, run_dir, stream=log).fit()
+        val, error = summary["best_val_acc"], None
+    except Exception as exc:  # a diverged trial is a result (its settings lose), not the end of the sweep
+        val, error = None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    record = {"settings": settings, "label": _label(settings), "steps": cfg.train.steps,
+              "batch_size": cfg.train.batch_size, "images_seen": cfg.train.steps * cfg.train.batch_size,
+              "seconds_per_step": cal["seconds_per_step"], "val_acc": val, "error": error,
+              "cpu": cpu_label()}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record_path.write_text(json.dumps(record, indent=2) + "\n")
+    gc.collect()
+    return record
+
+
+def run_sweep(protocol: Protocol, rows: list[Row], out: Path, results: Path, log: IO[str]) -> dict[str, Any]:
+    """Sweep the families of ``rows`` (see the module docstring); write ``results/<protocol>-sweep.{md,json}``
+    after each family and return what they hold."""
+    spec = _sweep_spec(protocol)
+    start = spec.get("start") or {}
+    families: dict[str, Any] = {}
+    root = out / f"{protocol.name}-sweep"
+    for family, row in _representatives(protocol, rows).items():
+        fam_dir = root / family
+        cal_path = fam_dir / "calibration.json"
+        calibrations = json.loads(cal_path.read_text()) if cal_path.is_file() else {}
+        best: dict[str, Any] | None = None
+        rounds = []
+        for r, rnd in enumerate(spec["rounds"], 1):
+            trials = [] if best is None else [{**best, "incumbent": True}]
+            for c, candidate in enumerate(rnd["try"], 1):
+                settings = merge(best["settings"] if best else start, candidate)
+                print(f"sweep {family} ({row.model}) round {r} [{c}/{len(rnd['try'])}]: {_label(candidate)}",
+                      file=log, flush=True)
+                trial = _trial(protocol, row, settings, spec, fam_dir / f"r{r}-c{c}", calibrations, log)
+                fam_dir.mkdir(parents=True, exist_ok=True)
+                cal_path.write_text(json.dumps(calibrations, indent=2) + "\n")
+                trials.append({**trial, "candidate": _label(candidate)})
+                print(f"sweep {family} round {r} [{c}]: val acc "
+                      + (f"{trial['val_acc'] * 100:.2f}%" if trial["val_acc"] is not None else trial["error"]),
+                      file=log, flush=True)
+            scored = [t for t in trials if t["val_acc"] is not None]
+            if not scored:
+                raise ConfigError(f"sweep: every trial of {family} round {r} failed: {trials[0]['error']}")
+            best = max(scored, key=lambda t: t["val_acc"])  # the first of equals: the incumbent stays
+            rounds.append({"name": rnd.get("name", f"round {r}"), "trials": trials, "best": best["label"]})
+        assert best is not None
+        families[family] = {"model": get_entry(row.model).name, "rounds": rounds, "chosen": best["settings"],
+                            "val_acc": best["val_acc"]}
+        write_sweep(protocol, spec, families, results)
+    return families
+
+
+def write_sweep(protocol: Protocol, spec: dict[str, Any], families: dict[str, Any], results: Path) -> None:
+    results.mkdir(parents=True, exist_ok=True)
+    name = f"{protocol.name}-sweep"
+    data = {"protocol": protocol.name, "budget_min": spec.get("budget_min"), "eval_limit": spec.get("eval_limit"),
+            "start": spec.get("start") or {}, "families": families}
+    (results / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    lines = [f"# Sweep: {protocol.name}", "",
+             f"Written by `papernets bench --protocol {protocol.name} --sweep`: for each family (its first row of "
+             f"the protocol), short runs validated once at the end on the first {spec.get('eval_limit') or 'all'} "
+             "validation images; the test split is never evaluated. Every run of a family sees the same number of "
+             f"images: the steps that fit in {spec.get('budget_min')} minutes by one calibration at the start "
+             "settings' batch, scaled to each run's batch. Round 1 tries each candidate over the start settings "
+             f"({_label(spec.get('start') or {})}); each later round its candidates over the best so far "
+             "(marked incumbent). The chosen settings are the protocol's `families` section.", ""]
+    lines += ["| family | model | round | settings tried | steps | images | val acc (%) | CPU |",
+              "|---|---|---|---|---:|---:|---:|---|"]
+    for family, f in families.items():
+        for rnd in f["rounds"]:
+            for t in rnd["trials"]:
+                mark = " (incumbent)" if t.get("incumbent") else ""
+                chosen = "**" if t["label"] == rnd["best"] else ""
+                acc = (f"{chosen}{t['val_acc'] * 100:.2f}{chosen}" if t["val_acc"] is not None
+                       else f"failed: {t['error']}")
+                lines.append(f"| {family} | `{f['model']}` | {rnd['name']} | {t['candidate']}{mark} | {t['steps']} | "
+                             f"{t['images_seen']:,} | {acc} | {t['cpu']} |")
+    lines += ["", "Chosen per family (best validation accuracy of the last round, in bold above):", ""]
+    lines += [f"- {family}: {_label(f['chosen'])} ({f['val_acc'] * 100:.2f}%)" for family, f in families.items()]
+    (results / f"{name}.md").write_text("\n".join(lines) + "\n")
+
+
+def sweep_choices(path: Path) -> dict[str, dict[str, Any]]:
+    """The chosen settings per family of a written sweep (``<protocol>-sweep.json``)."""
+    return {family: f["chosen"] for family, f in json.loads(path.read_text())["families"].items()}

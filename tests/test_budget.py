@@ -1,0 +1,300 @@
+"""Step budgets: train.steps in segments (SegmentLoader), the schedule in fractions of the run, precise batch norm,
+the bench's wall-clock budget (calibration -> steps), the sweep that chooses each family's settings, and the
+fashion-budget protocol."""
+
+import copy
+import io
+import itertools
+import json
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from papernets.bench import budget as budget_mod
+from papernets.bench.protocol import load_protocol, row_config
+from papernets.cli import main
+from papernets.config import ConfigError, ScheduleConfig, apply_overrides, load_config
+from papernets.data.loader import SegmentLoader, TensorLoader
+from papernets.engine.checkpoint import load_checkpoint
+from papernets.engine.evaluation import recompute_bn_stats
+from papernets.engine.trainer import Trainer, TrainingInterrupted
+from papernets.optim.schedules import schedule_factor
+from papernets.registry import get_entry
+
+# ------------------------------------------------------------------------------------------- segments
+
+
+def _loader(n=50, batch=8):
+    x = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 1, 4, 4).contiguous()
+    return TensorLoader(x, torch.arange(n), batch, 4, (0.0,), (1.0,), train=True, device=torch.device("cpu"),
+                        seed=3)
+
+
+def _labels(batches):
+    return [b[1].tolist() for b in batches]
+
+
+def test_segments_run_through_the_passes_continuously():
+    inner = _loader()  # 50 images, batch 8: 6 batches a pass (the last 2 images dropped? no: 7 with a short one)
+    per_pass = len(inner)
+    passes = _labels(itertools.chain.from_iterable(inner.batches(p) for p in range(4)))
+    seg = SegmentLoader(inner, 5)
+    assert len(seg) == 5
+    segments = _labels(itertools.chain.from_iterable(seg.batches(e) for e in range(4)))
+    assert segments == passes[:20] and per_pass != 5
+    # resuming in the middle of a segment gives the same batches as going through it
+    assert _labels(seg.batches(2, 3)) == _labels(seg.batches(2))[3:]
+    assert seg.position(2, 3) == divmod(13, per_pass)
+    seg.image_size = 6  # set on the loader that makes the batches (progressive learning)
+    assert inner.image_size == 6 and seg.num_samples == inner.num_samples
+
+
+def _tiny(*extra):
+    return apply_overrides(load_config(None), [
+        "model.name=resnet20", "data.name=synthetic", "data.image_size=16", "data.limit=200", "train.batch_size=32",
+        "train.threads=1", "optim.name=sgd", "optim.lr=0.05", "output.plots=false", *extra])
+
+
+def test_a_step_budget_trains_exactly_its_steps_and_ends_the_schedule_at_zero(tmp_path):
+    cfg = _tiny("train.steps=14", "train.epochs=2", "schedule.name=warmup_linear", "schedule.warmup=0.1",
+                "schedule.unit=run")
+    summary = Trainer(cfg, tmp_path / "run", stream=io.StringIO()).fit()
+    assert summary["steps"] == 14 and summary["images_seen"] == 14 * 32
+    assert summary["data_epochs"] == pytest.approx(14 * 32 / 200)  # 200 training images (synthetic: 1,000 capped)
+    history = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["history"]
+    assert [r["epoch"] for r in history] == [1, 2]  # two segments, each validated
+    assert history[-1]["lr"] == 0.0 and history[0]["lr"] > 0
+
+
+def test_a_step_budget_resumes_mid_segment_to_the_same_weights(tmp_path, monkeypatch):
+    cfg = _tiny("train.steps=12", "train.epochs=2", "schedule.name=warmup_linear", "schedule.warmup=0.2",
+                "schedule.unit=run", "train.precise_bn=2")
+    Trainer(cfg, tmp_path / "straight", stream=io.StringIO()).fit()
+    trainer = Trainer(cfg, tmp_path / "stopped", stream=io.StringIO())
+    real = trainer.train_loader.batches
+
+    def stop_after_two(epoch, start=0):  # Ctrl-C during the third step of segment 2
+        for i, batch in enumerate(real(epoch, start)):
+            if epoch == 1 and i == 2:
+                trainer.stop_requested = True
+            yield batch
+
+    monkeypatch.setattr(trainer.train_loader, "batches", stop_after_two, raising=False)
+    with pytest.raises(TrainingInterrupted):
+        trainer.fit()
+    resumed = Trainer(cfg, tmp_path / "stopped", resume=load_checkpoint(tmp_path / "stopped" / "checkpoints" /
+                                                                         "last.pt"), stream=io.StringIO()).fit()
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.pt")
+    assert a["global_step"] == b["global_step"] == 12 and resumed["steps"] == 12
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def test_steps_must_fill_whole_segments():
+    with pytest.raises(ConfigError, match="train.steps must be null or a positive multiple of train.epochs"):
+        _tiny("train.steps=7", "train.epochs=2")
+    with pytest.raises(ConfigError, match="train.precise_bn"):
+        _tiny("train.precise_bn=-1")
+
+
+def test_schedule_in_fractions_of_the_run():
+    f = schedule_factor(ScheduleConfig(name="warmup_linear", warmup=0.1, unit="run"), 25, 4, 0.1)  # 100 steps
+    assert [round(f(t), 6) for t in (0, 9, 10, 55, 100)] == [round(1 / 11, 6), round(10 / 11, 6), 1.0, 0.5, 0.0]
+    f = schedule_factor(ScheduleConfig(name="warmup_linear", warmup=0.1, unit="run"), 5, 2, 0.1)  # 10 steps
+    assert f(0) == 0.5 and f(1) == 1.0  # the warmup is a tenth of the run whatever its length
+
+
+# ------------------------------------------------------------------------------------------- precise BN
+
+
+def test_precise_bn_sets_the_exact_statistics_of_the_batches_and_leaves_the_rest():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, momentum=0.01), nn.Dropout(0.5), nn.Flatten())
+    batches = [(torch.randn(8, 1, 6, 6) * 3 + 1, None) for _ in range(3)]
+    before = model.state_dict()["0.weight"].clone()
+    model.train()
+    assert recompute_bn_stats(model, batches) == 3
+    feats = torch.cat([model[0](x) for x, _ in batches])
+    bn = model[1]
+    assert torch.allclose(bn.running_mean, feats.mean((0, 2, 3)), atol=1e-5)
+    # the average of the batches' unbiased variances (equal batch sizes)
+    var = torch.stack([model[0](x).var((0, 2, 3), unbiased=True) for x, _ in batches]).mean(0)
+    assert torch.allclose(bn.running_var, var, atol=1e-4)
+    assert bn.momentum == 0.01 and model.training and model[2].training  # restored
+    assert torch.equal(model.state_dict()["0.weight"], before)
+    assert recompute_bn_stats(nn.Sequential(nn.Linear(2, 2)), batches) == 0  # no batch norm: nothing run
+
+
+def test_the_trainer_recomputes_batch_norm_before_validating(tmp_path):
+    cfg = _tiny("train.steps=6", "train.epochs=2", "train.precise_bn=2")
+    trainer = Trainer(cfg, tmp_path / "run", stream=io.StringIO())
+    trainer.fit()
+    weights = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["model"]
+    expected = copy.deepcopy(trainer.model)
+    expected.load_state_dict(weights)
+    recompute_bn_stats(expected, itertools.islice(trainer.train_loader.batches(1), 2))
+    for k, v in expected.state_dict().items():
+        assert torch.allclose(weights[k].float(), v.float(), atol=1e-5), k
+
+
+# ---------------------------------------------------------------------------------------- bench budget
+
+
+_TINY_PROTOCOL = {
+    "description": "tiny budget",
+    "bench": {"budget_min": 0.02, "calibration_s": 0.5, "segments": 2},
+    "base": {"data": {"name": "synthetic", "image_size": 16, "limit": 300},
+             "schedule": {"name": "warmup_linear", "warmup": 0.1, "unit": "run"},
+             "train": {"batch_size": 32, "precise_bn": 2, "threads": 1}, "output": {"plots": False}},
+    "families": {"resnet": {"optim": {"name": "sgd", "lr": 0.05}}},
+    "models": ["resnet20", "lenet5_bn"],
+    "sweep": {"budget_min": 0.01, "calibration_s": 0.5, "eval_limit": 100,
+              "start": {"optim": {"name": "adamw", "lr": 0.002}},
+              "rounds": [{"name": "lr", "try": [{"optim": {"lr": 0.001}}, {"optim": {"lr": 0.004}}]},
+                         {"name": "batch", "try": [{"train": {"batch_size": 16}}]}]},
+}
+
+
+@pytest.fixture
+def tiny_protocol(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(_TINY_PROTOCOL))
+    return path
+
+
+def test_family_settings_lie_between_the_base_and_the_row(tiny_protocol):
+    p = load_protocol(str(tiny_protocol))
+    cfg, _ = row_config(p, p.rows[0])
+    assert (cfg.optim.name, cfg.optim.lr) == ("sgd", 0.05)
+    cfg, _ = row_config(p, p.rows[1])
+    assert cfg.optim.name == "adam"  # lenet: no family settings, the base
+    raw = dict(_TINY_PROTOCOL, families={"resnett": {}})
+    tiny_protocol.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="unknown family 'resnett' \\(did you mean 'resnet'"):
+        load_protocol(str(tiny_protocol))
+
+
+def test_budget_steps_and_calibration(tiny_protocol):
+    assert budget_mod.budget_steps(5, 0.7, 2) == 428 and budget_mod.budget_steps(5, 1000, 2) == 2
+    p = load_protocol(str(tiny_protocol))
+    cfg, _ = row_config(p, p.rows[0])
+    cal = budget_mod.calibrate(cfg, 0.3, io.StringIO())
+    assert cal["seconds_per_step"] > 0 and cal["timed_steps"] >= 3 and cal["batch_size"] == 32
+    out = budget_mod.budget_config(cfg, p.bench, cal)
+    assert out.train.epochs == 2 and out.train.steps % 2 == 0
+    assert out.train.steps == budget_mod.budget_steps(0.02, cal["seconds_per_step"], 2)
+
+
+def test_bench_with_a_budget_records_its_steps_and_resumes(tiny_protocol, tmp_path, capsys):
+    out, results = tmp_path / "out", tmp_path / "results"
+    args = ["bench", "--protocol", str(tiny_protocol), "--out", str(out), "--results", str(results)]
+    assert main(args) == 0
+    for row in ("resnet20", "lenet5_bn"):
+        run = out / "tiny" / row
+        cal = json.loads((run / "budget.json").read_text())["calibration"]
+        cfg = load_config(run / "config.yaml")
+        assert cfg.train.steps == budget_mod.budget_steps(0.02, cal["seconds_per_step"], 2)  # repeatable
+        rec = json.loads((run / "bench.json").read_text())
+        assert rec["steps"] == cfg.train.steps and rec["images_seen"] == cfg.train.steps * 32
+        assert rec["budget_min"] == 0.02 and rec["cpu"] and len(rec["curves"]) == 2
+    md = (results / "tiny.md").read_text()
+    assert "| CPU | budget | steps | images seen | epochs |" in md and "0.02 min" in md
+    assert (results / "tiny_acc_vs_time.png").is_file() and (results / "tiny_speed_vs_gmacs.png").is_file()
+    capsys.readouterr()
+    assert main(args) == 0  # everything kept
+    assert "kept" in capsys.readouterr().err
+    assert main([*args, "--set", "bench.budget_min=1"]) == 2  # rows of another budget are not mixed in
+    assert "0.02-minute budget" in capsys.readouterr().err
+    assert main([*args, "--set", "bench.budget=1"]) == 2
+    assert "accepted bench keys are bench.budget_min" in capsys.readouterr().err
+
+
+def test_sweep_tries_every_value_on_validation_only_and_keeps_its_runs(tiny_protocol, tmp_path, capsys):
+    out, results = tmp_path / "out", tmp_path / "results"
+    args = ["bench", "--protocol", str(tiny_protocol), "--out", str(out), "--results", str(results), "--sweep"]
+    assert main(args) == 0
+    data = json.loads((results / "tiny-sweep.json").read_text())
+    assert list(data["families"]) == ["resnet", "lenet"]
+    for family, f in data["families"].items():
+        first, second = f["rounds"]
+        assert [t["candidate"] for t in first["trials"]] == ["optim.lr=0.001", "optim.lr=0.004"]
+        assert second["trials"][0].get("incumbent") and len(second["trials"]) == 2
+        best = max((t for t in second["trials"] if t["val_acc"] is not None), key=lambda t: t["val_acc"])
+        assert f["chosen"] == best["settings"] and f["chosen"]["optim"]["name"] == "adamw"
+        images = {t["images_seen"] for r in f["rounds"] for t in r["trials"]}
+        assert len(images) == 1  # every run of a family sees the same images, whatever its batch
+        for trial in (out / "tiny-sweep" / family).glob("r*-c*"):
+            summary = json.loads((trial / "summary.json").read_text())
+            assert summary["test_acc"] is None  # the test split is never evaluated
+    assert budget_mod.sweep_choices(results / "tiny-sweep.json")["lenet"] == data["families"]["lenet"]["chosen"]
+    md = (results / "tiny-sweep.md").read_text()
+    assert md.count("| resnet |") == 4 and "(incumbent)" in md
+    capsys.readouterr()
+    assert main(args) == 0  # resumed: every run kept
+    assert "papernets: resnet20" not in capsys.readouterr().err
+    assert main([*args, "--set", "optim.lr=0.1"]) == 2
+
+
+# ------------------------------------------------------------------------------------- fashion-budget
+
+
+def test_fashion_budget_is_the_cpu_default_and_resolves():
+    p = load_protocol("fashion-budget")
+    assert p.bench == {"budget_min": 5, "calibration_s": 20, "segments": 2}
+    for row in p.rows:
+        cfg, _ = row_config(p, row)
+        assert (cfg.data.name, cfg.data.image_size, cfg.data.limit) == ("fashion-mnist", 28, None)
+        assert cfg.schedule.name == "warmup_linear" and cfg.schedule.unit == "run" and cfg.train.precise_bn > 0
+        assert cfg.train.test and cfg.data.eval_limit is None  # all 6,000 validation and 10,000 test images
+    assert {get_entry(r.model).family for r in p.rows} >= set(p.families)
+
+
+def test_fashion_budget_family_settings_are_the_sweeps_choices():
+    """The families section holds what the committed sweep chose (once the sweep has been run and committed)."""
+    from pathlib import Path
+
+    p = load_protocol("fashion-budget")
+    sweep = Path(__file__).parents[1] / "docs" / "results" / "fashion-budget-sweep.json"
+    if not p.families:
+        assert not sweep.is_file() or not json.loads(sweep.read_text())["families"] or pytest.fail(
+            "the sweep has chosen settings: copy them into the protocol's families section")
+        return
+    chosen = budget_mod.sweep_choices(sweep)
+    assert set(p.families) <= set(chosen)
+    for family, settings in p.families.items():
+        assert settings == chosen[family], family
+
+
+def test_bench_defaults_to_fashion_budget_on_a_cpu(capsys, tmp_path):
+    assert main(["bench", "--models", "no_such_model", "--out", str(tmp_path)]) == 2
+    assert "protocol 'fashion-budget'" in capsys.readouterr().err
+
+
+_CLASSIC_DRY = ["--set", "data.name=synthetic", "--set", "data.limit=24", "--set", "data.image_size=32",
+                "--set", "train.epochs=1", "--set", "train.batch_size=8", "--set", "train.threads=1"]
+
+
+def _classic_dry_run(tmp_path, models):
+    results = tmp_path / "results"
+    args = ["bench", "--protocol", "classic", "--out", str(tmp_path / "out"), "--results", str(results), *_CLASSIC_DRY]
+    assert main([*args, *(["--models", models] if models else [])]) == 0
+    records = json.loads((results / "classic.json").read_text())["records"]
+    for r in records:
+        assert r["status"] == "ok" and r["input"] == "3x32x32", (r["id"], r.get("error"))
+        assert r.get("paper_schedule_test_acc") is not None, (r["id"], r.get("paper_schedule_error"))
+    return records
+
+
+def test_classic_protocol_dry_runs_end_to_end_on_cpu(tmp_path):
+    """The GPU protocol (CIFAR-10 at 224 px) with tiny limits and CIFAR-shaped synthetic data: rows, the
+    paper-schedule column, the tables and the report all work on a CPU."""
+    records = _classic_dry_run(tmp_path, "resnet18,vit_s_16,resnet18_sam")
+    assert sorted(r["id"] for r in records) == ["resnet18", "resnet18_sam", "vit_s_16"]
+
+
+@pytest.mark.slow
+def test_classic_protocol_dry_runs_every_row_on_cpu(tmp_path):
+    assert len(_classic_dry_run(tmp_path, None)) == 23
