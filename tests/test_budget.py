@@ -273,7 +273,7 @@ def test_bench_defaults_to_fashion_budget_on_a_cpu(capsys, tmp_path):
     assert "protocol 'fashion-budget'" in capsys.readouterr().err
 
 
-_CLASSIC_DRY = ["--set", "data.name=synthetic", "--set", "data.limit=24", "--set", "data.image_size=32",
+_CLASSIC_DRY = ["--set", "data.name=synthetic", "--set", "data.limit=16", "--set", "data.image_size=32",
                 "--set", "train.epochs=1", "--set", "train.batch_size=8", "--set", "train.threads=1"]
 
 
@@ -291,8 +291,8 @@ def _classic_dry_run(tmp_path, models):
 def test_classic_protocol_dry_runs_end_to_end_on_cpu(tmp_path):
     """The GPU protocol (CIFAR-10 at 224 px) with tiny limits and CIFAR-shaped synthetic data: rows, the
     paper-schedule column, the tables and the report all work on a CPU."""
-    records = _classic_dry_run(tmp_path, "resnet18,vit_s_16,resnet18_sam")
-    assert sorted(r["id"] for r in records) == ["resnet18", "resnet18_sam", "vit_s_16"]
+    records = _classic_dry_run(tmp_path, "squeezenet1_1,resnet18_sam")  # the whole list: the slow test below
+    assert sorted(r["id"] for r in records) == ["resnet18_sam", "squeezenet1_1"]
 
 
 @pytest.mark.slow

@@ -216,6 +216,7 @@ def test_time_to_target_is_the_wall_time_of_the_first_epoch_that_reached_it():
     assert tta.time_to(history, 96.0) is None
 
 
+@pytest.mark.slow
 def test_time_to_accuracy_trains_each_seed_and_writes_the_table_and_plot(tmp_path):
     import json
 

@@ -27,6 +27,7 @@ def _block(page: Path, marker: str) -> str:
     return block.group(1)
 
 
+@pytest.mark.slow
 def test_model_table_matches_the_registry():
     table = models_markdown(model_rows(small=True))
     assert table.count("\n") - 1 == 90, "the docs and the README say 90 registered models"
