@@ -27,6 +27,7 @@ import gc
 import io
 import json
 import math
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,7 +86,8 @@ def calibrate(cfg: Config, seconds: float, log: IO[str], warmup: int = 2, min_st
     del trainer, timed
     gc.collect()
     out = {"seconds_per_step": per_step, "timed_steps": steps, "warmup_steps": warmup,
-           "calibration_s": time.perf_counter() - started, "batch_size": cfg.train.batch_size, "cpu": cpu_label()}
+           "calibration_s": time.perf_counter() - started, "batch_size": cfg.train.batch_size, "cpu": cpu_label(),
+           "load_avg_1min": os.getloadavg()[0], "cpu_count": os.cpu_count()}  # other work on the cores shows here
     print(f"budget: calibration of {cfg.model.name} at batch {cfg.train.batch_size}: {per_step:.3f} s per step "
           f"({steps} steps timed)", file=log, flush=True)
     return out
@@ -166,6 +168,7 @@ def _trial(protocol: Protocol, row: Row, settings: dict[str, Any], spec: dict[st
     images = budget_steps(float(spec.get("budget_min", 1)), cal["seconds_per_step"], 1) * cal["batch_size"]
     cfg = copy.deepcopy(cfg)
     cfg.train.steps = max(1, round(images / cfg.train.batch_size))
+    cfg.train.precise_bn = min(cfg.train.precise_bn, 4)  # 4 batches: enough for a run validated on a subset
     if run_dir.exists():  # an unfinished trial: start it again
         import shutil
 
@@ -177,7 +180,8 @@ def _trial(protocol: Protocol, row: Row, settings: dict[str, Any], spec: dict[st
         val, error = None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     record = {"settings": settings, "label": _label(settings), "steps": cfg.train.steps,
               "batch_size": cfg.train.batch_size, "images_seen": cfg.train.steps * cfg.train.batch_size,
-              "seconds_per_step": cal["seconds_per_step"], "val_acc": val, "error": error,
+              "seconds_per_step": cal["seconds_per_step"], "calibration_load": cal.get("load_avg_1min"),
+              "val_acc": val, "error": error,
               "cpu": cpu_label()}
     run_dir.mkdir(parents=True, exist_ok=True)
     record_path.write_text(json.dumps(record, indent=2) + "\n")
@@ -237,7 +241,7 @@ def write_sweep(protocol: Protocol, spec: dict[str, Any], families: dict[str, An
              "settings' batch, scaled to each run's batch. Round 1 tries each candidate over the start settings "
              f"({_label(spec.get('start') or {})}); each later round its candidates over the best so far "
              "(marked incumbent). The chosen settings are the protocol's `families` section.", ""]
-    lines += ["| family | model | round | settings tried | steps | images | val acc (%) | CPU |",
+    lines += ["| family | model | round | settings tried | steps | images | val acc (%) | CPU (load at calibration) |",
               "|---|---|---|---|---:|---:|---:|---|"]
     for family, f in families.items():
         for rnd in f["rounds"]:
@@ -247,7 +251,7 @@ def write_sweep(protocol: Protocol, spec: dict[str, Any], families: dict[str, An
                 acc = (f"{chosen}{t['val_acc'] * 100:.2f}{chosen}" if t["val_acc"] is not None
                        else f"failed: {t['error']}")
                 lines.append(f"| {family} | `{f['model']}` | {rnd['name']} | {t['candidate']}{mark} | {t['steps']} | "
-                             f"{t['images_seen']:,} | {acc} | {t['cpu']} |")
+                             f"{t['images_seen']:,} | {acc} | {t['cpu']} ({t.get('calibration_load', 0):.1f}) |")
     lines += ["", "Chosen per family (best validation accuracy of the last round, in bold above):", ""]
     lines += [f"- {family}: {_label(f['chosen'])} ({f['val_acc'] * 100:.2f}%)" for family, f in families.items()]
     (results / f"{name}.md").write_text("\n".join(lines) + "\n")
