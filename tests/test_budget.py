@@ -298,3 +298,17 @@ def test_classic_protocol_dry_runs_end_to_end_on_cpu(tmp_path):
 @pytest.mark.slow
 def test_classic_protocol_dry_runs_every_row_on_cpu(tmp_path):
     assert len(_classic_dry_run(tmp_path, None)) == 23
+
+
+def test_near_chance_diagnosis_sees_dead_and_collapsed_outputs():
+    from conftest import benchmark_module
+
+    near = benchmark_module("near_chance")
+    dead = torch.zeros(6, 10)
+    assert near.output_stats(dead) == {"zero_rows": 1.0, "spread": 0.0, "classes_predicted": 1}
+    collapsed = torch.tensor([[0.1, 2.0, -1.0]] * 5)
+    assert near.output_stats(collapsed) == {"zero_rows": 0.0, "spread": 0.0, "classes_predicted": 1}
+    tiny = ["data.name=synthetic", "data.limit=96", "data.eval_limit=32", "train.epochs=1", "train.threads=1"]
+    r = near.diagnose("lenet5_bn", io.StringIO(), tiny)
+    assert r["zero_rows"] < 1.0 and r["spread"] > 0 and 0 <= r["recomputed_bn_acc"] <= 1 and 0 <= r["val_acc"] <= 1
+    assert near.diagnose("lenet5", io.StringIO(), tiny)["recomputed_bn_acc"] is None  # no batch norm
