@@ -293,29 +293,53 @@ def test_bench_resumes_where_it_stopped(bench, fake_oom):
     assert after["lenet5_12px"]["error"] == before["lenet5_12px"]["error"]
 
 
-def test_bench_html_report_in_chromium(bench, tmp_path):
-    tmp, _ = bench
+def _chromium(url, profile, *extra):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.fail("Chromium is missing: apt-get install -y chromium (scripts/setup.sh installs it)")
+    return subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+         "--window-size=1366,900", "--virtual-time-budget=5000", *extra, url],
+        capture_output=True, text=True, timeout=120)
+
+
+def test_bench_html_report_in_chromium(bench, tmp_path):
+    """The report in headless Chromium: sorted from the address, a row's curves opened, a family filtered, a
+    screenshot at a laptop's width; its text rendered (no Markdown syntax), its plots inline."""
+    tmp, _ = bench
     page = tmp / "results" / "tiny.html"
     text = page.read_text()
-    assert "<script>" in text and not re.search(r'(src|href)="(?!data:)', text), "the report must be self-contained"
-    url = page.resolve().as_uri() + "?" + urllib.parse.urlencode({"sort": "test_acc", "order": "desc"})
-    res = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path}",
-         "--virtual-time-budget=5000", "--dump-dom", url],
-        capture_output=True, text=True, timeout=120)
+    assert "<script>" in text and not re.search(r'src="(?!data:)', text), "images and scripts must be inline"
+    assert not re.search(r'href="(https?:|/)', text), "links go to the run directories beside the report only"
+    assert "`" not in re.sub(r"<script>.*</script>", "", text, flags=re.S), "Markdown backticks left in the page"
+    assert "<code>papernets bench --protocol tiny</code>" in text
+    query = {"sort": "test_acc", "order": "desc", "open": "lenet5"}
+    res = _chromium(page.resolve().as_uri() + "?" + urllib.parse.urlencode(query), tmp_path / "p1", "--dump-dom")
     dom = res.stdout
     assert 'data-ready="1"' in dom, res.stderr[-2000:]
     assert 'data-sort-key="test_acc"' in dom and 'data-sort-order="desc"' in dom
-    ids = re.findall(r'<tr class="\w+" data-id="([^"]+)"', dom)
+    ids = re.findall(r'<tr class="row (?:ok|failed)(?: open)?" data-id="([^"]+)"', dom)
     recs = _records(tmp)
     want = sorted((r for r in recs.values() if r["status"] == "ok"), key=lambda r: -r["test_acc"])
     assert ids == [r["id"] for r in want] + ["lenet5_12px"]  # failed rows last
+    opened = re.search(r'<tr class="detail" data-for="lenet5"( hidden(="")?)?>(.*?)</tr>', dom, flags=re.S)
+    assert opened and opened.group(1) is None, "the row's details did not open"
+    assert '<svg class="curve"' in opened.group(3) and "<polyline" in opened.group(3)
+    assert 'class="row ok open" data-id="lenet5"' in dom
+    closed = re.search(r'<tr class="detail" data-for="resnet20_oom"( hidden(="")?)?>', dom)
+    assert closed and closed.group(1) is not None
     widths = re.findall(r'<img[^>]*data-natural-width="(\d+)"', dom)
-    assert len(widths) == 4 and all(int(w) > 100 for w in widths), widths
+    assert len(widths) == 6 and all(int(w) > 100 for w in widths), widths
+    res = _chromium(page.resolve().as_uri() + "?family=lenet", tmp_path / "p2", "--dump-dom")
+    shown = re.findall(r'<tr class="row [^"]*" data-id="([^"]+)" data-family="(\w+)"( hidden(="")?)?', res.stdout)
+    assert {rid for rid, fam, hid, _ in shown if not hid} == {"lenet5", "lenet5_12px"}
+    assert all(fam == "lenet" for rid, fam, hid, _ in shown if not hid)
+    shot = tmp_path / "report.png"
+    res = _chromium(page.resolve().as_uri() + "?open=lenet5", tmp_path / "p3", f"--screenshot={shot}")
+    with Image.open(shot) as img:
+        assert img.size == (1366, 900)
+        assert len(set(img.convert("L").getdata())) > 20, "a blank screenshot"
 
 
 def test_out_of_memory_with_sam_turns_on_activation_checkpointing(tmp_path, monkeypatch):

@@ -181,32 +181,103 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from papernets.engine.distributed import resolve_device
+    from papernets.engine.export import load_onnx
     from papernets.engine.inference import evaluate_split, load_trained
 
     for flag, value in (("--limit", args.limit), ("--batch-size", args.batch_size)):
         if value is not None and value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}.")
-    trained = load_trained(args.checkpoint, resolve_device(args.device, key="--device"))
+    device = resolve_device(args.device, key="--device")
+    if args.checkpoint.lower().endswith(".onnx"):
+        if device.type != "cpu" and args.device != "auto":
+            raise UsageError(f"--device {args.device}: an ONNX file runs on the CPU (onnxruntime); use --device cpu.")
+        trained = load_onnx(args.checkpoint)
+    else:
+        trained = load_trained(args.checkpoint, device)
     out = evaluate_split(trained, args.dataset, args.data_root, args.split, args.limit, args.batch_size)
+    from papernets.engine import rundir
+
+    confusion = out.pop("confusion")
+    where = Path(args.out) if args.out else _eval_dir(trained.ckpt["path"], out["dataset"], args.split)
+    lines = rundir.write_per_class(where, confusion, trained.classes, f"{out['dataset']} {args.split}")
     if args.json:
+        out.update(per_class=rundir.per_class(confusion, trained.classes), confusion=confusion.tolist(),
+                   most_confused=rundir.most_confused(confusion, trained.classes), files=str(where))
         print(json.dumps(out, indent=2))
     else:
         print(f"{out['model']} on {out['dataset']} {args.split} ({out['images']} images): top-1 "
               f"{out['top1'] * 100:.2f}%  top-5 {out['top5'] * 100:.2f}%  loss {out['loss']:.4f}")
+        rows = [[r["class"], str(r["images"]), *("-" if r[k] is None else f"{r[k] * 100:.1f}"
+                                                 for k in ("accuracy", "precision", "recall"))]
+                for r in rundir.per_class(confusion, trained.classes)]
+        print(_fmt_table(rows, ["class", "images", "accuracy %", "precision %", "recall %"], right={1, 2, 3, 4}))
+        print("\n".join(lines))
     return EXIT_OK
 
 
+def _eval_dir(source: str, dataset: str, split: str) -> Path:
+    """Where ``eval`` writes its per-class files: ``<run>/eval-<dataset>-<split>/`` (beside an ONNX file:
+    ``<name>-eval-<dataset>-<split>/``)."""
+    path = Path(source)
+    if path.suffix.lower() == ".onnx":
+        return path.with_name(f"{path.stem}-eval-{dataset}-{split}")
+    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return run / f"eval-{dataset}-{split}"
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    from papernets.engine.inference import load_trained, predict_images
+    from papernets.engine.export import load_any
+    from papernets.engine.inference import predict_images
 
     if args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {args.top_k}.")
-    results = predict_images(load_trained(args.checkpoint), args.images, args.top_k)
+    results = predict_images(load_any(args.checkpoint), args.images, args.top_k)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         for r in results:
             print(f"{r['image']}: " + ", ".join(f"{p['label']} {p['probability'] * 100:.1f}%" for p in r["top"]))
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from papernets.engine.export import export_trained
+
+    for flag, value in (("--image-size", args.image_size), ("--opset", args.opset)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}.")
+    r = export_trained(args.checkpoint, args.format, args.out, args.image_size, args.opset, check=not args.no_check)
+    size = r.path.stat().st_size / 1e6
+    check = ("not checked (--no-check)" if r.max_abs_diff is None else
+             f"checked with {r.checked_with} on 8 images: largest absolute logit difference {r.max_abs_diff:.3g}")
+    batch = ", any batch size" if r.format != "safetensors" else ""
+    print(f"{r.path} ({r.format}, {size:.1f} MB, input {r.image_size}x{r.image_size}{batch}); {check}")
+    return EXIT_OK
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from papernets.engine.progress import format_seconds
+    from papernets.engine.runs import find_runs
+
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise UsageError(f"{args.dir!r} is not a folder (the runs are in runs/ by default, or --out of train).")
+    records = find_runs(root)
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return EXIT_OK
+    if not records:
+        print(f"no runs under {root}")
+        return EXIT_OK
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v * 100:.2f}"
+
+    rows = [[r["run"], r["model"] or "?", r["dataset"] or "?", f"{r['epochs']}/{r['epochs_planned'] or '?'}",
+             pct(r["best_val_acc"]), pct(r["test_acc"]),
+             "-" if r["wall_time_s"] is None else format_seconds(r["wall_time_s"]), r["status"]] for r in records]
+    print(_fmt_table(rows, ["run", "model", "dataset", "epochs", "best val %", "test %", "time", "status"],
+                     right={3, 4, 5, 6}))
     return EXIT_OK
 
 
@@ -311,7 +382,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="papernets", description=__doc__.splitlines()[0].strip('"`. '))
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    from papernets import __version__
+    from papernets._version import __version__
 
     parser.add_argument("--version", action="version", version=f"papernets {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -353,23 +424,40 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     sc.set_defaults(func=cmd_schedule)
 
-    e = sub.add_parser("eval", help="evaluate a checkpoint (top-1, top-5, loss)")
-    e.add_argument("checkpoint", help="checkpoint file or run directory")
+    e = sub.add_parser("eval", help="evaluate a checkpoint or exported ONNX file (top-1, top-5, loss)")
+    e.add_argument("checkpoint", help="checkpoint file, run directory, or .onnx file (papernets export)")
     e.add_argument("--dataset", help="evaluate on another dataset with the same classes")
     e.add_argument("--data-root", dest="data_root")
     e.add_argument("--split", choices=["test", "val", "train"], default="test")
     e.add_argument("--limit", type=int, help="only the first N images of the split (as data.limit)")
     e.add_argument("--batch-size", dest="batch_size", type=int, default=256)
     e.add_argument("--device", default="auto")
+    e.add_argument("--out", help="where to write per_class.csv, confusion.csv and plots/confusion.png (default: "
+                                 "RUN/eval-<dataset>-<split>/)")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", help="top-k labels of images with a trained checkpoint")
-    p.add_argument("checkpoint", help="checkpoint file or run directory")
+    p = sub.add_parser("predict", help="top-k labels of images with a trained checkpoint or exported ONNX file")
+    p.add_argument("checkpoint", help="checkpoint file, run directory, or .onnx file (papernets export)")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--top-k", dest="top_k", type=int, default=3)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    x = sub.add_parser("export", help="write a trained model as ONNX, TorchScript or safetensors, checked")
+    x.add_argument("checkpoint", help="checkpoint file or run directory")
+    x.add_argument("--format", required=True, choices=["onnx", "torchscript", "safetensors"])
+    x.add_argument("--out", help="the file to write (default: RUN/<model>.onnx, .ts or .safetensors)")
+    x.add_argument("--image-size", dest="image_size", type=int, help="input size (default: the run's)")
+    x.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    x.add_argument("--no-check", dest="no_check", action="store_true",
+                   help="keep the file even if its logits differ from the model's by more than 1e-4")
+    x.set_defaults(func=cmd_export)
+
+    r = sub.add_parser("runs", help="one line per run under a folder: model, epochs, accuracy, time, status")
+    r.add_argument("dir", nargs="?", default="runs", help="the folder to search (default runs)")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_runs)
 
     m = sub.add_parser("models", help="list models: paper, year, params, GMACs")
     m.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'resnet*'")

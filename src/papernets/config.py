@@ -127,6 +127,7 @@ class TrainConfig:
     select_best_on: Literal["model", "ema"] = "model"  # which weights' val accuracy picks best.pt
     precise_bn: int = 0  # before each validation, recompute batch-norm statistics on this many training batches
     test: bool = True  # false: end without evaluating the test split (a sweep that chooses on validation)
+    tensorboard: bool = False  # TensorBoard event files in <run>/tensorboard (pip install papernets[tensorboard])
     tta_flip: bool = False  # evaluate each image and its mirror image, averaging the logits
     progressive: bool = False  # EfficientNetV2 progressive learning (image size, regularization by stage)
     progressive_stages: int = 4

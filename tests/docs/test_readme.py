@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 
 from papernets.bench.zoo import model_rows, models_markdown
 
@@ -112,18 +111,22 @@ def test_no_page_points_outside_the_repository():
 
 def test_readme_python_example_runs(tmp_path, monkeypatch):
     """The README's Python block, run as written on a tiny run: the synthetic dataset, 64 images, LeNet-5-BN."""
+    from PIL import Image
+
     code = re.search(r"```python\n(.*?)```", README.read_text(), flags=re.S).group(1)
     assert len([line for line in code.splitlines() if line and not line.startswith(("import", "from"))]) <= 5
-    given = '["train.epochs=1"]'
+    given = 'papernets.train("quickstart", epochs=1)'
     assert code.count(given) == 1, "the README's example changed: update this test's substitution"
-    tiny = code.replace(given, '["train.epochs=1", "data.name=synthetic", "data.limit=64", "train.batch_size=32", '
-                               '"model.name=lenet5_bn", "output.plots=false"]')
+    tiny = code.replace(given, 'papernets.train("quickstart", epochs=1, data={"name": "synthetic", "limit": 64}, '
+                               'batch_size=32, model={"name": "lenet5_bn"}, plots=False)')
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
     exec(compile(tiny, "README.md", "exec"), scope)
-    summary = scope["summary"]
-    assert 0.0 <= summary["test_acc"] <= 1.0 and (tmp_path / "runs" / "from-python" / "summary.json").is_file()
-    assert scope["model"](torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    run = scope["run"]
+    assert 0.0 <= run.summary["test_acc"] <= 1.0 and (tmp_path / run.dir / "summary.json").is_file()
+    assert str(run.dir).startswith("runs/lenet5_bn-synthetic-")
+    x = scope["preprocess"](Image.new("L", (28, 28)))
+    assert scope["model"](x).shape == (1, 10) and scope["classes"][0] == "class0"
     for line in code.splitlines():  # a comment that is a Python literal is the value of its line
         expr, _, comment = line.partition("#")
         try:

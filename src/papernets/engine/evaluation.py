@@ -3,7 +3,9 @@ augmentation, summed across processes under ``torchrun``."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -14,18 +16,20 @@ from papernets.engine import distributed as dist_utils
 from papernets.engine.runtime import autocast
 from papernets.engine.step import split_output
 
-__all__ = ["evaluate", "first_nonfinite", "recompute_bn_stats"]
+__all__ = ["evaluate", "first_nonfinite", "nonfinite_end", "recompute_bn_stats"]
 
 
 @torch.no_grad()
 def evaluate(
     model: nn.Module, loader: TensorLoader, info: dist_utils.DistInfo, amp_dtype: torch.dtype | None = None,
-    flip: bool = False,
-) -> dict[str, float]:
+    flip: bool = False, confusion: bool = False,
+) -> dict[str, Any]:
     """Loss, top-1 and top-5 accuracy over a split (summed across processes). ``flip``: test-time augmentation,
-    the logits of each image averaged with those of its mirror image."""
+    the logits of each image averaged with those of its mirror image. ``confusion``: also the confusion matrix
+    (``"confusion"``: a classes x classes tensor of counts, rows the true class, columns the top-1 prediction)."""
     model.eval()
     loss_sum = correct = correct5 = seen = 0.0
+    matrix: torch.Tensor | None = None
     for x, y in loader.batches(0):
         with autocast(x.device, amp_dtype):
             logits = split_output(model(x))[0].float()
@@ -36,9 +40,19 @@ def evaluate(
         correct += (top[:, 0] == y).sum().item()
         correct5 += (top == y[:, None]).any(dim=1).sum().item()
         seen += len(y)
+        if confusion:
+            k = logits.shape[1]
+            pairs = (y.cpu() * k + top[:, 0].cpu()).bincount(minlength=k * k).view(k, k)
+            matrix = pairs if matrix is None else matrix + pairs
     loss_sum, correct, correct5, seen = dist_utils.all_reduce_sum([loss_sum, correct, correct5, seen], info)
     seen = max(seen, 1.0)
-    return {"loss": loss_sum / seen, "acc": correct / seen, "top5": correct5 / seen, "images": seen}
+    out: dict[str, Any] = {"loss": loss_sum / seen, "acc": correct / seen, "top5": correct5 / seen, "images": seen}
+    if confusion and matrix is not None:
+        counts = dist_utils.all_reduce_sum([float(v) for v in matrix.flatten().tolist()], info)
+        out["confusion"] = torch.tensor(counts, dtype=torch.long).view_as(matrix)
+    elif confusion:
+        out["confusion"] = None
+    return out
 
 
 @torch.no_grad()
@@ -78,4 +92,14 @@ def first_nonfinite(model: nn.Module) -> str | None:
     for name, t in [*model.named_parameters(), *model.named_buffers()]:
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             return name
+    return None
+
+
+def nonfinite_end(val: dict[str, float] | None, model: nn.Module, name: str) -> str | None:
+    """Why an epoch's end is not finite (a non-finite validation loss, or a weight that became NaN or infinite,
+    e.g. from an fp16 overflow that slipped past the loss checks), or None when it is."""
+    if val is not None and not math.isfinite(val["loss"]):
+        return f"the validation loss became {val['loss']}"
+    if (bad := first_nonfinite(model)) is not None:
+        return f"{name}'s {bad} became non-finite"
     return None

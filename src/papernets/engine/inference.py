@@ -99,8 +99,9 @@ def evaluate_split(
     trained: TrainedModel, dataset: str | None = None, data_root: str | None = None, split: str = "test",
     limit: int | None = None, batch_size: int = 256,
 ) -> dict[str, Any]:
-    """Top-1, top-5 and loss of ``trained`` on a split of its dataset (or of another with the same classes and
-    channels), its images prepared by the run's pipeline with the run's statistics, evaluated as the run evaluated."""
+    """Top-1, top-5, loss and the confusion matrix (a tensor, rows the true class) of ``trained`` on a split of its
+    dataset (or of another with the same classes and channels), its images prepared by the run's pipeline with the
+    run's statistics, evaluated as the run evaluated."""
     saved = trained.data
     cfg = copy.deepcopy(trained.cfg)
     d = cfg.data
@@ -121,9 +122,10 @@ def evaluate_split(
         raise UsageError(f"the {split} split of {name!r} is empty.")
     loader = eval_loader(data, cfg, split, rt.device, channels_last=rt.channels_last)
     result = evaluate(trained.model, loader, DistInfo(0, 1, 0, rt.device), rt.amp_dtype,
-                      flip=trained.cfg.train.tta_flip)
+                      flip=trained.cfg.train.tta_flip, confusion=True)
     return {"checkpoint": trained.ckpt["path"], "model": cfg.model.name, "dataset": name, "split": split,
-            "images": int(result["images"]), "top1": result["acc"], "top5": result["top5"], "loss": result["loss"]}
+            "images": int(result["images"]), "top1": result["acc"], "top5": result["top5"], "loss": result["loss"],
+            "confusion": result["confusion"]}
 
 
 def image_files(items: list[str]) -> list[Path]:

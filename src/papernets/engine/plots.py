@@ -1,15 +1,16 @@
-"""Training curves of a run: accuracy and loss per epoch, train against validation."""
+"""Training curves of a run (accuracy and loss per epoch, train against validation) and its confusion matrix."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["plot_curves"]
+__all__ = ["plot_curves", "plot_confusion"]
 
 
 def plot_curves(history: list[dict[str, float]], out_dir: Path, title: str) -> list[Path]:
@@ -34,3 +35,34 @@ def plot_curves(history: list[dict[str, float]], out_dir: Path, title: str) -> l
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def plot_confusion(matrix: Any, classes: list[str], path: Path, title: str) -> Path:
+    """The confusion matrix as an image: rows the true class, columns the prediction, each row normalized to the
+    share of its images (the counts written in the cells up to 30 classes, the class names up to 60)."""
+    import numpy as np
+
+    counts = np.asarray(matrix, dtype=float)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    k = len(classes)
+    side = min(14.0, max(5.0, 0.55 * k + 2))
+    fig, ax = plt.subplots(figsize=(side, side * 0.9), dpi=110)
+    im = ax.imshow(shares * 100, cmap="Blues", vmin=0, vmax=100)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class's images (%)")
+    if k <= 60:
+        ax.set_xticks(range(k), classes, rotation=60, ha="right", fontsize=7 if k > 15 else 8)
+        ax.set_yticks(range(k), classes, fontsize=7 if k > 15 else 8)
+    if k <= 30:
+        for i in range(k):
+            for j in range(k):
+                if counts[i, j]:
+                    ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=6 if k > 12 else 7,
+                            color="white" if shares[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -12,6 +12,7 @@ Only process 0 of a ``torchrun`` job writes; files are replaced atomically (writ
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import platform
@@ -24,11 +25,12 @@ import yaml
 
 from papernets._version import __version__
 from papernets.config import Config, config_to_dict
-from papernets.engine.plots import plot_curves
+from papernets.engine.plots import plot_confusion, plot_curves
 from papernets.engine.speed import cpu_label
 
 __all__ = ["atomic_write_text", "METRIC_COLUMNS", "TIMING_COLUMNS", "EMA_COLUMNS", "PROGRESSIVE_COLUMNS", "host",
-           "versions", "write_config", "write_metrics", "write_summary", "write_plots"]
+           "versions", "write_config", "write_status", "write_per_class", "per_class", "most_confused",
+           "write_metrics", "write_summary", "write_plots"]
 
 METRIC_COLUMNS = [
     "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s", "train_img_per_s", "wall_time_s",
@@ -86,6 +88,64 @@ def write_metrics(run_dir: Path, history: list[dict[str, float]], columns: list[
         for row in history:
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) and k == "lr" else v) for k, v in row.items()})
     tmp.replace(path)
+
+
+def write_status(run_dir: Path, status: str, why: str) -> None:
+    """``status.json``: how a run that did not finish ended (``diverged``), for ``papernets runs``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "status.json", json.dumps({"status": status, "why": why}) + "\n")
+
+
+def per_class(confusion: Any, classes: list[str]) -> list[dict[str, Any]]:
+    """Per class, from a confusion matrix (rows true, columns predicted): images, correct, accuracy (the share of
+    the class's images classified as it: its recall), precision (the share of the images predicted as it that
+    are it) and recall."""
+    m = [[int(v) for v in row] for row in confusion.tolist()]
+    out = []
+    for i, name in enumerate(classes):
+        images, predicted = sum(m[i]), sum(row[i] for row in m)
+        acc = m[i][i] / images if images else None
+        out.append({"class": name, "images": images, "correct": m[i][i], "accuracy": acc,
+                    "precision": m[i][i] / predicted if predicted else None, "recall": acc})
+    return out
+
+
+def most_confused(confusion: Any, classes: list[str], n: int = 3) -> list[tuple[str, str, int]]:
+    """The ``n`` largest off-diagonal cells: (true class, predicted class, images)."""
+    m = confusion.tolist()
+    cells = [(int(m[i][j]), i, j) for i in range(len(m)) for j in range(len(m)) if i != j and m[i][j]]
+    return [(classes[i], classes[j], c) for c, i, j in sorted(cells, key=lambda t: (-t[0], t[1], t[2]))[:n]]
+
+
+def write_per_class(out_dir: Path, confusion: Any, classes: list[str], title: str = "test split") -> list[str]:
+    """``per_class.csv``, ``confusion.csv`` and ``plots/confusion.png`` in ``out_dir``; the lines to print (none
+    without a matrix)."""
+    if confusion is None:
+        return []
+    rows = per_class(confusion, classes)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["class", "images", "correct", "accuracy", "precision", "recall"])
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else ("" if v is None else v)) for k, v in r.items()})
+    atomic_write_text(out_dir / "per_class.csv", buf.getvalue())
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["true \\ predicted", *classes])
+    for name, row in zip(classes, confusion.tolist(), strict=True):
+        w.writerow([name, *(int(v) for v in row)])
+    atomic_write_text(out_dir / "confusion.csv", buf.getvalue())
+    plot_confusion(confusion, classes, out_dir / "plots" / "confusion.png", f"confusion matrix, {title}")
+    scored = [r for r in rows if r["accuracy"] is not None]
+    worst = sorted(scored, key=lambda r: r["accuracy"])[:3]
+    lines = ["per class (" + title + "): lowest accuracy " + ", ".join(f"{r['class']} {r['accuracy'] * 100:.1f}%"
+                                                                        for r in worst)]
+    pairs = most_confused(confusion, classes)
+    if pairs:
+        lines.append("most confused: " + ", ".join(f"{t} as {p} ({c})" for t, p, c in pairs)
+                     + f" -> {out_dir / 'per_class.csv'}, confusion.csv, plots/confusion.png")
+    return lines
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:

@@ -36,7 +36,7 @@ from papernets.engine import pipeline, rundir
 from papernets.engine.build import build_model, model_kwargs
 from papernets.engine.checkpoint import load_checkpoint, save_checkpoint
 from papernets.engine.counting import meta_model_stats
-from papernets.engine.evaluation import evaluate, first_nonfinite, recompute_bn_stats
+from papernets.engine.evaluation import evaluate, nonfinite_end, recompute_bn_stats
 from papernets.engine.progress import Progress, format_seconds
 from papernets.engine.progressive import apply_stage, check_stage_sizes, progressive_plan, stage_index, stage_row
 from papernets.engine.rundir import EMA_COLUMNS, METRIC_COLUMNS, PROGRESSIVE_COLUMNS, TIMING_COLUMNS
@@ -44,6 +44,7 @@ from papernets.engine.runtime import Runtime, resolve_runtime
 from papernets.engine.speed import enable_activation_checkpointing
 from papernets.engine.state import EpochProgress, TrainState, rng_state, set_rng_state
 from papernets.engine.step import batch_passes, training_step
+from papernets.engine.tblog import TensorBoardLog
 from papernets.errors import ConfigError
 from papernets.layers.interface import ModelInterface
 from papernets.optim import create_optimizer, create_schedule
@@ -107,13 +108,9 @@ class Trainer:
         self.schedule = create_schedule(self.optimizer, cfg.schedule, len(self.train_loader), cfg.train.epochs, o.lr)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.runtime.amp == "fp16")
         self.state = TrainState()
-        self.stop_requested = False
+        self.stop_requested, self.tb = False, None
         if resume is not None:
             self._restore(resume)
-
-    @property
-    def amp_dtype(self) -> torch.dtype | None:
-        return self.runtime.amp_dtype
 
     def _build_model(self) -> None:
         """The model on its device and memory format, its EMA, and the module the training passes run through
@@ -270,7 +267,10 @@ class Trainer:
                 self.ema.update(self.model, self.state.global_step)
             self.schedule.step()
             self.state.global_step += 1
-            p.add(step, loss_value, (logits.argmax(1) == y).sum().item(), len(y), time.perf_counter() - t_start)
+            correct = (logits.argmax(1) == y).sum().item()
+            p.add(step, loss_value, correct, len(y), time.perf_counter() - t_start)
+            if self.tb:
+                self.tb.step(self.state.global_step, loss_value, correct, len(y), self.optimizer.param_groups[0]["lr"])
             bar.update(step, len(y) * self.info.world_size, p.loss_sum / p.seen, p.correct / p.seen)
             if dist_utils.broadcast_flag(self.stop_requested, self.info) and p.step < total:
                 self.stop_requested = True
@@ -289,13 +289,13 @@ class Trainer:
         the epoch's first ``train.precise_bn`` training batches, where that is on)."""
         if self.cfg.train.precise_bn:
             batches = itertools.islice(self.train_loader.batches(epoch), self.cfg.train.precise_bn)
-            recompute_bn_stats(self.model, batches, self.amp_dtype)
+            recompute_bn_stats(self.model, batches, self.runtime.amp_dtype)
         dist_utils.broadcast_module(self.model, self.info, buffers_only=True)
         if self.ema is not None:
             dist_utils.broadcast_module(self.ema.module, self.info, buffers_only=True)
         if self.data.num_val == 0:
             return None, None
-        flip, amp = self.cfg.train.tta_flip, self.amp_dtype
+        flip, amp = self.cfg.train.tta_flip, self.runtime.amp_dtype
         val = evaluate(self.model, self.val_loader, self.info, amp, flip)
         ema_val = evaluate(self.ema.module, self.val_loader, self.info, amp, flip) if self.ema else None
         return val, ema_val
@@ -307,7 +307,8 @@ class Trainer:
                                                                             self.info)
         epoch_time /= self.info.world_size
         val, ema_val = self._validate(epoch)
-        self._check_finite(epoch, val)
+        if bad := nonfinite_end(val, self.model, self.entry.name):  # before anything is saved: last.pt stays good
+            raise self._diverged(f"{bad} at the end of epoch {epoch + 1}")
         nan = float("nan")
         row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": train_loss / seen,
                "train_acc": train_acc / seen, "val_loss": val["loss"] if val else nan,
@@ -331,12 +332,15 @@ class Trainer:
             self._save("best.pt")
         if self.info.is_main:
             rundir.write_metrics(self.run_dir, s.history, self.metric_columns)
+            if self.tb:
+                self.tb.epoch(row, s.global_step)
         return row, improved
 
     def fit(self) -> dict[str, Any]:
         cfg, s = self.cfg, self.state
         if self.info.is_main:
             rundir.write_config(self.run_dir, cfg, self.recipe)
+            self.tb = TensorBoardLog(self.run_dir, cfg, s.global_step) if cfg.train.tensorboard else None
         params = sum(p.numel() for p in self.model.parameters())
         d = self.data
         self._log(
@@ -376,21 +380,11 @@ class Trainer:
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
 
-    def _check_finite(self, epoch: int, val: dict[str, float] | None) -> None:
-        """Raise TrainingDiverged, before anything is saved, when an epoch ends with a non-finite validation loss
-        or weight (a NaN that slipped past the loss checks, e.g. from an fp16 overflow), so that ``last.pt``
-        keeps the last good state."""
-        bad = None
-        if val is not None and not math.isfinite(val["loss"]):
-            bad = f"the validation loss became {val['loss']}"
-        elif (name := first_nonfinite(self.model)) is not None:
-            bad = f"{self.entry.name}'s {name} became non-finite"
-        if bad:
-            raise self._diverged(f"{bad} at the end of epoch {epoch + 1}")
-
     def _diverged(self, what: str) -> TrainingDiverged:
         kept = (f"the last good checkpoint (epoch {self.state.epoch}) is kept" if self.state.epoch
                 else "no checkpoint had been written yet")
+        if self.info.is_main:  # `papernets runs` reads it
+            rundir.write_status(self.run_dir, "diverged", f"{what}; {kept}")
         return TrainingDiverged(f"{what}; stopped, and {kept}. Try a lower optim.lr or set train.grad_clip.")
 
     def _load_best(self) -> str:
@@ -414,10 +408,10 @@ class Trainer:
         dist_utils.barrier(self.info)
         tested = self._load_best()
         use_ema = self.ema is not None and cfg.train.select_best_on == "ema"
-        if use_ema:
-            tested += " EMA"
-        test = (evaluate(self.ema.module if use_ema else self.model, self.test_loader, self.info, self.amp_dtype,
-                         cfg.train.tta_flip) if cfg.train.test else dict.fromkeys(("acc", "top5", "loss")))
+        tested += " EMA" if use_ema else ""
+        model = self.ema.module if use_ema else self.model
+        test = (evaluate(model, self.test_loader, self.info, self.runtime.amp_dtype, cfg.train.tta_flip, confusion=True)
+                if cfg.train.test else dict.fromkeys(("acc", "top5", "loss", "confusion")))
         _, macs = meta_model_stats(self.entry.name, img_size=cfg.data.image_size,
                                         in_chans=cfg.model.in_chans or self.data.in_chans,
                                         num_classes=self.num_classes, **model_kwargs(cfg))
@@ -438,6 +432,10 @@ class Trainer:
         }
         if self.info.is_main:
             rundir.write_summary(self.run_dir, summary)
+            for line in rundir.write_per_class(self.run_dir, test["confusion"], self.data.classes):
+                self._log(line)
+            if self.tb:
+                self.tb.finish(summary)
             if cfg.output.plots:
                 rundir.write_plots(self.run_dir, s.history, f"{self.entry.name} on {self.data.name}")
             self._log(
