@@ -332,9 +332,10 @@ def test_bench_html_report_in_chromium(bench, tmp_path):
     widths = re.findall(r'<img[^>]*data-natural-width="(\d+)"', dom)
     assert len(widths) == 6 and all(int(w) > 100 for w in widths), widths
     res = _chromium(page.resolve().as_uri() + "?family=lenet", tmp_path / "p2", "--dump-dom")
-    shown = re.findall(r'<tr class="row [^"]*" data-id="([^"]+)" data-family="(\w+)"( hidden(="")?)?', res.stdout)
-    assert {rid for rid, fam, hid, _ in shown if not hid} == {"lenet5", "lenet5_12px"}
-    assert all(fam == "lenet" for rid, fam, hid, _ in shown if not hid)
+    tags = re.findall(r'<tr class="row [^"]*" data-id="([^"]+)"([^>]*)>', res.stdout)
+    hidden = {rid for rid, attrs in tags if re.search(r"\shidden(=|\s|$)", attrs)}
+    families = {r["id"]: r["family"] for r in _records(tmp).values()}
+    assert len(tags) == len(families) and hidden == {rid for rid, fam in families.items() if fam != "lenet"}
     shot = tmp_path / "report.png"
     res = _chromium(page.resolve().as_uri() + "?open=lenet5", tmp_path / "p3", f"--screenshot={shot}")
     with Image.open(shot) as img:

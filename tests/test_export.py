@@ -87,7 +87,7 @@ def test_export_refuses_bad_input_in_one_line(run, capsys, tmp_path, monkeypatch
     run_dir, _ = run
     assert main(["export", str(run_dir), "--format", "onnx", "--image-size", "0"]) == 2
     assert "--image-size must be at least 1" in capsys.readouterr().err
-    assert main(["export", str(run_dir), "--format", "onnx", "--image-size", "4"]) == 2
+    assert main(["export", str(run_dir), "--format", "onnx", "--image-size", "3"]) == 2
     assert "below resnet20's minimum" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nothing"), "--format", "onnx"]) == 2
     capsys.readouterr()

@@ -19,7 +19,8 @@ def test_per_class_figures_from_a_confusion_matrix():
     m = torch.tensor([[8, 2, 0], [1, 5, 4], [0, 0, 0]])
     rows = rundir.per_class(m, ["a", "b", "c"])
     assert rows[0] == {"class": "a", "images": 10, "correct": 8, "accuracy": 0.8, "precision": 8 / 9, "recall": 0.8}
-    assert rows[1]["precision"] == 5 / 7 and rows[2]["accuracy"] is None and rows[2]["precision"] is None
+    assert rows[1]["precision"] == 5 / 7 and rows[2]["accuracy"] is None and rows[2]["precision"] == 0.0
+    assert rundir.per_class(torch.tensor([[1, 0], [1, 0]]), ["a", "b"])[1]["precision"] is None  # never predicted
     assert rundir.most_confused(m, ["a", "b", "c"]) == [("b", "c", 4), ("a", "b", 2), ("b", "a", 1)]
 
 
@@ -38,7 +39,7 @@ def test_training_and_eval_write_per_class_results(tmp_path, capsys):
         matrix = list(csv.reader(f))
     assert matrix[0][1:] == [r["class"] for r in rows] and len(matrix) == 11
     assert (run / "plots" / "confusion.png").stat().st_size > 5_000
-    assert main(["eval", str(run), "--json"]) == 0
+    assert main(["eval", str(run), "--json", "--limit", "96"]) == 0  # the run tested the first 96 images
     out = json.loads(capsys.readouterr().out)
     assert out["top1"] == pytest.approx(summary["test_acc"]) and len(out["per_class"]) == 10
     assert sum(map(sum, out["confusion"])) == out["images"]

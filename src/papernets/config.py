@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.resources
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ import yaml
 from papernets.errors import ConfigError
 
 __all__ = ["CONFIGS_DIR", "Config", "ConfigError", "config_path", "packaged_configs", "load_config", "apply_overrides",
-           "config_to_dict", "config_from_dict"]
+           "config_to_dict", "config_from_dict", "yaml_load", "YamlLoader"]
 
 
 @dataclass
@@ -308,6 +310,31 @@ def config_path(name: str | Path) -> Path:
                       f"Shipped configs: {', '.join(packaged_configs())}.")
 
 
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's float rule: ``1e-4``, ``5E-5`` and ``1.0e30`` are numbers (YAML 1.1,
+    PyYAML's default, reads them as strings because they lack a dot or an exponent sign)."""
+
+
+YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:float"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                |[-+]?\.(?:inf|Inf|INF)
+                |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML safely, numbers as people write them (``YamlLoader``)."""
+    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 (a SafeLoader subclass: no Python objects)
+
+
 def load_config(path: str | Path | None = None) -> Config:
     """Load a YAML config file (a path, or the name of a shipped config) over the defaults; None gives the
     defaults."""
@@ -316,7 +343,7 @@ def load_config(path: str | Path | None = None) -> Config:
     path = config_path(path)
     text = path.read_text()
     try:
-        raw = yaml.safe_load(text) or {}
+        raw = yaml_load(text) or {}
         spelled = yaml.load(text, Loader=yaml.BaseLoader)  # the same tree, every scalar as written
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}".splitlines()[0]) from exc
@@ -342,7 +369,7 @@ def parse_override(item: str) -> tuple[str, str, Any]:
     if not text:
         return section, key, ""
     try:
-        value = yaml.safe_load(text)
+        value = yaml_load(text)
     except yaml.YAMLError as exc:
         if any(c in text for c in "[]{}\"'"):
             problem = ": ".join(str(getattr(exc, a)) for a in ("context", "problem") if getattr(exc, a, None))
@@ -396,7 +423,10 @@ def validate(cfg: Config) -> None:
            f"optim.sam cannot be combined with train.accum_steps={cfg.train.accum_steps}: SAM's two passes would "
            "each need every micro-batch; use train.accum_steps=1 with SAM.")
     _check(not (cfg.train.sync_bn and cfg.train.device == "cpu"), SYNC_BN_CPU)
-    _check(cfg.optim.lr > 0, f"optim.lr must be positive, got {cfg.optim.lr}.")
+    _check(cfg.optim.lr > 0 and math.isfinite(cfg.optim.lr), f"optim.lr must be a positive finite number, got "
+           f"{cfg.optim.lr}.")
+    _check(cfg.model.num_classes is None or cfg.model.num_classes >= 2,
+           f"model.num_classes must be at least 2 (or null: the dataset's), got {cfg.model.num_classes}.")
     _check(cfg.optim.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {cfg.optim.weight_decay}.")
     _check(len(cfg.optim.betas) == 2, f"optim.betas must be two numbers, got {cfg.optim.betas}.")
     _check(

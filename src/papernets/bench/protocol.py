@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from papernets.config import CONFIGS_DIR, Config, ConfigError, ScheduleConfig, config_from_dict
+from papernets.config import CONFIGS_DIR, Config, ConfigError, ScheduleConfig, config_from_dict, yaml_load
 from papernets.optim.recipes import recipe_overrides, resolve_config
 from papernets.registry import UnknownModelError, get_entry, list_models, resolve_name
 
@@ -77,7 +77,7 @@ class Protocol:
             if not sep or name not in _BENCH_KEYS:
                 raise ConfigError(f"--set {item!r}: accepted bench keys are "
                                   f"{', '.join('bench.' + k for k in _BENCH_KEYS)} (bench.KEY=VALUE).")
-            changed[name] = yaml.safe_load(value)
+            changed[name] = yaml_load(value)
         if changed == (self.bench or {}):
             return self, rest
         return dataclasses.replace(self, bench=_check_bench(changed, f"protocol {self.name} (--set)")), rest
@@ -149,7 +149,7 @@ def load_protocol(name: str) -> Protocol:
         raise ConfigError(f"unknown bench protocol {name!r}.{hint} Available: {', '.join(names)} (configs/bench/), "
                           f"or the path of a protocol YAML file.")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"protocol {str(path)!r} is not valid YAML: {exc}".splitlines()[0]) from exc
     if not isinstance(raw, dict) or set(raw) - _PROTOCOL_KEYS:

@@ -53,6 +53,9 @@ def resolve_device(name: str, local_rank: int = 0, key: str = "train.device") ->
         device = torch.device(name)
     except (RuntimeError, ValueError) as exc:
         raise ConfigError(f"{key} {name!r} is not a device; accepted: {DEVICES_ACCEPTED}.") from exc
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"{key} {name!r} is not a device papernets trains or evaluates on; accepted: "
+                          f"{DEVICES_ACCEPTED}.")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"{key} is {name!r} but no CUDA device is available; use 'cpu' or 'auto'.")

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from papernets.config import yaml_load
+
 __all__ = ["find_runs", "run_record"]
 
 
@@ -29,7 +31,7 @@ def _metrics(run_dir: Path) -> list[dict[str, str]]:
 def run_record(run_dir: Path, root: Path) -> dict[str, Any]:
     """What ``papernets runs`` shows of one run directory."""
     try:
-        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+        config = yaml_load((run_dir / "config.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError):
         config = {}
     summary = {}
@@ -60,6 +62,6 @@ def find_runs(root: str | Path) -> list[dict[str, Any]]:
     found = []
     for config in sorted(root.rglob("config.yaml")):
         d = config.parent
-        if (d / "metrics.csv").is_file() or (d / "checkpoints").is_dir() or (d / "summary.json").is_file():
+        if any((d / f).exists() for f in ("metrics.csv", "checkpoints", "summary.json", "status.json")):
             found.append(run_record(d, root))
     return found

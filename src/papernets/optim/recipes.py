@@ -43,6 +43,7 @@ from papernets.config import (
     ScheduleConfig,
     apply_overrides,
     config_from_dict,
+    yaml_load,
 )
 
 __all__ = ["RECIPES_DIR", "recipe_file", "load_recipe", "recipe_overrides", "apply_recipe", "resolve_config",
@@ -86,7 +87,7 @@ def load_recipe(model_name: str) -> dict[str, Any]:
     name = get_entry(model_name).name
     path = recipe_file(name)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"recipe {path} is not valid YAML: {exc}".splitlines()[0]) from exc
     unknown = set(raw) - _TOP_KEYS
