@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from papernets.errors import PapernetsError, UsageError
 
@@ -319,6 +319,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from papernets.bench.profile import profile_model
     from papernets.engine.distributed import resolve_device
 
+    for flag, value in (("--steps", args.steps), ("--batch-size", args.batch_size), ("--in-chans", args.in_chans),
+                        ("--num-classes", args.num_classes), ("--image-size", args.image_size)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}.")
     device = resolve_device(args.device, key="--device")
     res = profile_model(args.model, img_size=args.image_size, batch_size=args.batch_size, in_chans=args.in_chans,
                         num_classes=args.num_classes, device=device, steps=args.steps,
@@ -379,8 +383,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------------- main
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the bad argument and where the accepted ones are listed, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="papernets", description=__doc__.splitlines()[0].strip('"`. '))
+    parser = _Parser(prog="papernets", description=__doc__.splitlines()[0].strip('"`. '))
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     from papernets._version import __version__
 
@@ -500,18 +511,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        print("papernets: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     try:
         return args.func(args)
     except KeyboardInterrupt:
         print("papernets: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
-        if args.debug:
-            raise
         from papernets.engine.trainer import TrainingDiverged
 
+        if args.debug:  # the traceback, and the same exit code as without --debug
+            import traceback
+
+            traceback.print_exc()
+            return EXIT_USAGE if isinstance(exc, PapernetsError) else EXIT_FAILURE
         if isinstance(exc, PapernetsError):
             print(f"papernets: error: {exc}", file=sys.stderr)
             return EXIT_USAGE

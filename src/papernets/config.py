@@ -341,7 +341,13 @@ def load_config(path: str | Path | None = None) -> Config:
     if path is None:
         return Config()
     path = config_path(path)
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not text (UTF-8 YAML): byte {exc.start} cannot be read; "
+                          "give a YAML file.") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror or exc}.") from exc
     try:
         raw = yaml_load(text) or {}
         spelled = yaml.load(text, Loader=yaml.BaseLoader)  # the same tree, every scalar as written
@@ -425,6 +431,10 @@ def validate(cfg: Config) -> None:
     _check(not (cfg.train.sync_bn and cfg.train.device == "cpu"), SYNC_BN_CPU)
     _check(cfg.optim.lr > 0 and math.isfinite(cfg.optim.lr), f"optim.lr must be a positive finite number, got "
            f"{cfg.optim.lr}.")
+    name = cfg.output.name
+    _check(name is None or (name not in ("", ".", "..") and not any(c in name for c in "/\\\0")),
+           f"output.name (--name) must be one folder name inside output.dir (--out), without / or \\, not . or "
+           f"..; got {name!r}.")
     _check(cfg.model.num_classes is None or cfg.model.num_classes >= 2,
            f"model.num_classes must be at least 2 (or null: the dataset's), got {cfg.model.num_classes}.")
     _check(cfg.optim.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {cfg.optim.weight_decay}.")

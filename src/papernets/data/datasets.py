@@ -268,17 +268,18 @@ def _load_cifar(name: str, root: str | None, download: bool) -> tuple[tuple[torc
 
 def _decode_images(paths: list[Path], image_size: int) -> tuple[torch.Tensor, bool]:
     """Decode, resize (shorter side) and center-crop to ``image_size``; grayscale if every image is."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
+    from papernets.data.images import GRAY_MODES, open_image
     from papernets.data.transforms import pil_to_square_uint8
 
     images = []
     all_gray = True
     for path in paths:
         try:
-            with Image.open(path) as img:
+            with open_image(path) as img:
                 img.load()
-                gray = img.mode in ("L", "1", "I;16", "I")
+                gray = img.mode in GRAY_MODES
                 all_gray &= gray
                 images.append(pil_to_square_uint8(img, image_size, gray=gray))
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:

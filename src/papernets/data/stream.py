@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from papernets.data.augment import auto_augment, rand_augment, seeded
 from papernets.data.datasets import IMAGE_EXTENSIONS
+from papernets.data.images import GRAY_MODES
 from papernets.data.loader import batch_count, epoch_order, finish_batch, stream_seed
 from papernets.data.transforms import normalize
 from papernets.errors import DatasetError
@@ -47,7 +48,7 @@ __all__ = ["Augment", "FolderIndex", "StreamSplits", "StreamLoader", "decode_ima
            "folder_stats", "index_folder", "sample_seed", "save_index", "usable_cores"]
 
 INDEX_VERSION = 1
-_GRAY_MODES = {"L", "1", "I;16", "I", "LA", "F"}
+_GRAY_MODES = set(GRAY_MODES)
 
 
 def usable_cores() -> int:
@@ -115,14 +116,18 @@ def _scan(split_dir: Path, root: Path) -> list[tuple[str, str, int, int]]:
 
 def _probe(path: Path) -> tuple[bool, str]:
     """(grayscale, "") from the image's header, or (False, why it cannot be read)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
+
+    from papernets.data.images import ImageTooLarge, open_image
 
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             w, h = img.size
             if w < 1 or h < 1:
                 return False, f"its size is {w}x{h}"
             return img.mode in _GRAY_MODES, ""
+    except ImageTooLarge:
+        raise  # never skipped: the user must see it
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         return False, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
@@ -202,11 +207,10 @@ def save_index(index: FolderIndex) -> None:
 def decode_image(path: Path, gray: bool) -> torch.Tensor:
     """A uint8 (C, H, W) tensor of the image at ``path``, 1 channel if ``gray`` else 3 (decoded by Pillow, as
     torchvision's own ``ImageFolder`` does; torchvision 0.29 deprecates its ``io`` decoders)."""
-    from PIL import Image
-
+    from papernets.data.images import open_image
     from papernets.data.transforms import pil_to_uint8
 
-    with Image.open(path) as img:
+    with open_image(path) as img:
         img.load()
         return pil_to_uint8(img, gray)
 

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from papernets.data.images import to_8bit
+
 __all__ = ["random_crop", "random_flip", "resize", "normalize", "pil_to_uint8", "pil_to_square_uint8",
            "preprocess_pil"]
 
@@ -53,8 +55,9 @@ def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) 
 
 
 def pil_to_uint8(img: Image.Image, gray: bool) -> torch.Tensor:
-    """A PIL image as a uint8 (C, H, W) tensor, 1 channel if ``gray`` else 3."""
-    img = img.convert("L" if gray else "RGB")
+    """A PIL image as a uint8 (C, H, W) tensor, 1 channel if ``gray`` else 3 (16-bit and float images scaled to 8
+    bits: ``images.to_8bit``)."""
+    img = to_8bit(img).convert("L" if gray else "RGB")
     arr = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
     return arr.view(img.size[1], img.size[0], 1 if gray else 3).permute(2, 0, 1).contiguous()
 
@@ -63,7 +66,7 @@ def pil_to_square_uint8(img: Image.Image, size: int | None, gray: bool) -> torch
     """A PIL image as a uint8 (C, S, S) tensor: shorter side resized to ``size``, then center-cropped.
 
     ``size=None`` keeps the image as it is (it must be square)."""
-    img = img.convert("L" if gray else "RGB")
+    img = to_8bit(img).convert("L" if gray else "RGB")
     if size is not None:
         w, h = img.size
         scale = size / min(w, h)

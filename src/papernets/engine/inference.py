@@ -18,6 +18,7 @@ from torch import nn
 
 from papernets.config import Config, config_from_dict
 from papernets.data.datasets import IMAGE_EXTENSIONS
+from papernets.data.images import ImageTooLarge, open_image
 from papernets.data.stream import eval_transform
 from papernets.data.transforms import normalize, pil_to_uint8, preprocess_pil
 from papernets.engine.build import build_model
@@ -147,7 +148,7 @@ def image_files(items: list[str]) -> list[Path]:
 
 def predict_images(trained: TrainedModel, items: list[str], top_k: int = 3) -> list[dict[str, Any]]:
     """The ``top_k`` labels and probabilities of each image (files or folders of images)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     classes = trained.classes
     if top_k < 1:
@@ -158,9 +159,11 @@ def predict_images(trained: TrainedModel, items: list[str], top_k: int = 3) -> l
     results = []
     for path in image_files(items):
         try:
-            with Image.open(path) as img:
+            with open_image(path) as img:
                 img.load()
                 x = trained.preprocess(img)
+        except ImageTooLarge as exc:
+            raise UsageError(str(exc)) from exc
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
             raise UsageError(f"cannot read image {str(path)!r}: {exc}") from exc
         top = trained.logits(x).softmax(dim=1)[0].topk(top_k)

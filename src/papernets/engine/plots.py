@@ -10,7 +10,24 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["plot_curves", "plot_confusion"]
+__all__ = ["plot_curves", "plot_confusion", "save_figure"]
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Save a figure through a fresh temporary file renamed over ``path`` (a file planted at ``path``, a symlink
+    included, is replaced, never written through)."""
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format=path.suffix.lstrip(".") or "png")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def plot_curves(history: list[dict[str, float]], out_dir: Path, title: str) -> list[Path]:
@@ -31,7 +48,7 @@ def plot_curves(history: list[dict[str, float]], out_dir: Path, title: str) -> l
             ax.set_xticks(epochs)
         fig.tight_layout()
         path = out_dir / ("accuracy.png" if metric == "acc" else "loss.png")
-        fig.savefig(path)
+        save_figure(fig, path)
         plt.close(fig)
         paths.append(path)
     return paths
@@ -63,6 +80,6 @@ def plot_confusion(matrix: Any, classes: list[str], path: Path, title: str) -> P
     ax.set_title(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path

@@ -30,7 +30,7 @@ from papernets.engine.speed import cpu_label
 
 __all__ = ["atomic_write_text", "METRIC_COLUMNS", "TIMING_COLUMNS", "EMA_COLUMNS", "PROGRESSIVE_COLUMNS", "host",
            "versions", "write_config", "write_status", "write_per_class", "per_class", "most_confused",
-           "write_metrics", "write_summary", "write_plots"]
+           "write_metrics", "write_summary", "write_plots", "MARKER", "claim_run_dir"]
 
 METRIC_COLUMNS = [
     "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s", "train_img_per_s", "wall_time_s",
@@ -80,14 +80,12 @@ def write_config(run_dir: Path, cfg: Config, recipe: str | None) -> None:
 
 
 def write_metrics(run_dir: Path, history: list[dict[str, float]], columns: list[str]) -> None:
-    path = run_dir / "metrics.csv"
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in history:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) and k == "lr" else v) for k, v in row.items()})
-    tmp.replace(path)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) and k == "lr" else v) for k, v in row.items()})
+    atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
 
 
 def write_status(run_dir: Path, status: str, why: str) -> None:
@@ -155,3 +153,61 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
 def write_plots(run_dir: Path, history: list[dict[str, float]], title: str) -> None:
     if history:
         plot_curves(history, run_dir / "plots", title)
+
+
+MARKER = ".papernets-run"  # in every run directory: says it is one, and is locked while a process trains it
+
+
+def claim_run_dir(run_dir: Path, resuming: bool) -> int:
+    """Make ``run_dir`` this process's run directory, or raise a ``UsageError`` without writing anything.
+
+    A new run takes a folder that does not exist or is empty (or holds only a run that stopped before its first
+    epoch ended, or the bench's ``budget.json``), and creates the marker file with ``O_EXCL``, so that of two runs
+    started at once into the same folder only one proceeds. A resumed run needs the marker (or, for runs written
+    before markers, its ``config.yaml`` and ``checkpoints/``). Either way the marker is then locked (``flock``)
+    while the process trains: a second process training the same folder at the same time is refused. Returns the
+    lock's file descriptor (the trainer closes it when it stops)."""
+    import fcntl
+
+    from papernets.errors import UsageError
+
+    marker = run_dir / MARKER
+    legacy = (run_dir / "config.yaml").is_file() and (run_dir / "checkpoints").is_dir()
+    if resuming:
+        if not (marker.is_file() or legacy) or marker.is_symlink():
+            raise UsageError(f"{str(run_dir)!r} is not a papernets run directory (no {MARKER}, config.yaml or "
+                             "checkpoints/): a resumed run writes into its own run directory only, the folder of "
+                             "checkpoints/last.pt.")
+    elif run_dir.exists():
+        if not run_dir.is_dir():
+            raise UsageError(f"{str(run_dir)!r} exists and is not a folder; choose another --name or --out.")
+        contents = {p.name for p in run_dir.iterdir()}
+        # what a run leaves before its first epoch ends (and the bench's budget.json, written just before it)
+        started_only = contents <= {MARKER, "config.yaml", "tensorboard", "budget.json"} and (
+            MARKER in contents or "config.yaml" not in contents)
+        if contents and not started_only:
+            what = "already holds a run" if MARKER in contents or legacy else "is not empty and not a papernets run"
+            raise UsageError(f"run directory {str(run_dir)!r} {what}; choose another --name (or --out)"
+                             + (f", or continue it with --resume {run_dir}." if MARKER in contents or legacy
+                                else ": papernets writes only into new folders and its own runs."))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    if not resuming and not marker.exists():
+        flags |= os.O_EXCL
+    try:
+        fd = os.open(marker, flags, 0o644)
+    except FileExistsError as exc:
+        raise UsageError(f"run directory {str(run_dir)!r} was claimed by another run started at the same time; "
+                         "choose another --name.") from exc
+    except OSError as exc:
+        raise UsageError(f"cannot claim run directory {str(run_dir)!r}: {exc.strerror} ({MARKER} must be a plain "
+                         "file).") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        os.close(fd)
+        raise UsageError(f"run directory {str(run_dir)!r} is being trained by another papernets process; wait "
+                         "for it, or stop it first.") from exc
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps({"papernets_run": 1, "pid": os.getpid()}).encode() + b"\n")
+    return fd

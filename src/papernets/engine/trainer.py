@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import os
 import signal
 import sys
 import time
@@ -34,10 +35,10 @@ from papernets.data.mixing import MixConfig, mix_batch
 from papernets.engine import distributed as dist_utils
 from papernets.engine import pipeline, rundir
 from papernets.engine.build import build_model, model_kwargs
-from papernets.engine.checkpoint import load_checkpoint, save_checkpoint
+from papernets.engine.checkpoint import NEXT_BEST, load_checkpoint, promote_best, reconcile_best, save_checkpoint
 from papernets.engine.counting import meta_model_stats
 from papernets.engine.evaluation import evaluate, nonfinite_end, recompute_bn_stats
-from papernets.engine.progress import Progress, format_seconds
+from papernets.engine.progress import Progress, epoch_line, format_seconds
 from papernets.engine.progressive import apply_stage, check_stage_sizes, progressive_plan, stage_index, stage_row
 from papernets.engine.rundir import EMA_COLUMNS, METRIC_COLUMNS, PROGRESSIVE_COLUMNS, TIMING_COLUMNS
 from papernets.engine.runtime import Runtime, resolve_runtime
@@ -45,7 +46,7 @@ from papernets.engine.speed import enable_activation_checkpointing
 from papernets.engine.state import EpochProgress, TrainState, rng_state, set_rng_state
 from papernets.engine.step import batch_passes, training_step
 from papernets.engine.tblog import TensorBoardLog
-from papernets.errors import ConfigError
+from papernets.errors import CheckpointError, ConfigError
 from papernets.layers.interface import ModelInterface
 from papernets.optim import create_optimizer, create_schedule
 from papernets.optim.ema import ModelEma
@@ -108,7 +109,7 @@ class Trainer:
         self.schedule = create_schedule(self.optimizer, cfg.schedule, len(self.train_loader), cfg.train.epochs, o.lr)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.runtime.amp == "fp16")
         self.state = TrainState()
-        self.stop_requested, self.tb = False, None
+        self.stop_requested, self.tb, self.resumed = False, None, resume is not None
         if resume is not None:
             self._restore(resume)
 
@@ -326,10 +327,12 @@ class Trainer:
             s.best_val_acc, s.best_epoch = selected["acc"], epoch + 1
         self._tick()
         row["wall_time_s"] = s.wall_time_s
+        if improved and cfg.output.save_best:  # best.pt.next, last.pt, then the rename: see checkpoint.py
+            self._save(NEXT_BEST)
         if cfg.output.checkpoint:
             self._save("last.pt")
-        if improved and cfg.output.save_best:
-            self._save("best.pt")
+        if improved and cfg.output.save_best and self.info.is_main:
+            promote_best(self.run_dir / "checkpoints")
         if self.info.is_main:
             rundir.write_metrics(self.run_dir, s.history, self.metric_columns)
             if self.tb:
@@ -338,11 +341,13 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         cfg, s = self.cfg, self.state
-        if self.info.is_main:
+        if self.info.is_main:  # the folder is this run's, or nothing is written
+            self._lock = rundir.claim_run_dir(self.run_dir, resuming=self.resumed)
+            if self.resumed and (fixed := reconcile_best(self.run_dir / "checkpoints", s.best_epoch)):
+                self._log(f"resume: {fixed}")  # a kill between the writes of the best checkpoint
             rundir.write_config(self.run_dir, cfg, self.recipe)
             self.tb = TensorBoardLog(self.run_dir, cfg, s.global_step) if cfg.train.tensorboard else None
-        params = sum(p.numel() for p in self.model.parameters())
-        d = self.data
+        params, d = sum(p.numel() for p in self.model.parameters()), self.data
         self._log(
             f"papernets: {self.entry.name} on {d.name} ({d.num_train} train / {d.num_val} val / {d.num_test} test, "
             f"{d.in_chans}x{cfg.data.image_size}x{cfg.data.image_size}), {params:,} params, {self.device}"
@@ -362,15 +367,7 @@ class Trainer:
             for epoch in range(s.epoch, cfg.train.epochs):
                 self.train_epoch(epoch)
                 row, improved = self._end_epoch(epoch)
-                left = row["epoch_time_s"] * (cfg.train.epochs - epoch - 1)
-                self._log(
-                    f"{self.unit} {epoch + 1}/{cfg.train.epochs}: train loss {row['train_loss']:.4f} "
-                    f"acc {row['train_acc'] * 100:.2f}% | val loss {row['val_loss']:.4f} "
-                    f"acc {row['val_acc'] * 100:.2f}%"
-                    + (f" | EMA val acc {row['ema_val_acc'] * 100:.2f}%" if self.ema else "")
-                    + f"{' (best)' if improved else ''} | {row['epoch_time_s']:.1f}s, "
-                    f"{row['train_img_per_s']:.0f} img/s, left {format_seconds(left)}"
-                )
+                self._log(epoch_line(self.unit, cfg.train.epochs, row, improved))
                 if dist_utils.broadcast_flag(self.stop_requested, self.info) and epoch + 1 < cfg.train.epochs:
                     if not cfg.output.checkpoint:
                         self._save("last.pt")
@@ -379,6 +376,8 @@ class Trainer:
         finally:
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
+            if self.info.is_main:  # the run directory is free again (a later resume may lock it)
+                os.close(self._lock)
 
     def _diverged(self, what: str) -> TrainingDiverged:
         kept = (f"the last good checkpoint (epoch {self.state.epoch}) is kept" if self.state.epoch
@@ -394,6 +393,8 @@ class Trainer:
             return "last"
         if self.info.is_main:  # other nodes need not see the run directory
             best = load_checkpoint(best_path, self.device)
+            if int(best["epoch"]) != self.state.best_epoch:  # checkpoint.py's order makes this impossible; check it
+                raise CheckpointError(f"{best_path} holds epoch {best['epoch']}, not the best {self.state.best_epoch}")
             self.model.load_state_dict(best["model"])
             if self.ema is not None and best.get("ema") is not None:
                 self.ema.load_state_dict(best["ema"])
@@ -431,6 +432,7 @@ class Trainer:
             "versions": rundir.versions(),
         }
         if self.info.is_main:
+            rundir.write_metrics(self.run_dir, s.history, self.metric_columns)  # a resume after the last epoch
             rundir.write_summary(self.run_dir, summary)
             for line in rundir.write_per_class(self.run_dir, test["confusion"], self.data.classes):
                 self._log(line)
@@ -441,8 +443,8 @@ class Trainer:
             self._log(
                 (f"test accuracy {test['acc'] * 100:.2f}% (top-5 {test['top5'] * 100:.2f}%, {tested} weights), "
                  if cfg.train.test else "test split not used (train.test=false), ")
-                + f"best val {s.best_val_acc * 100:.2f}% at epoch {s.best_epoch}, wall time "
-                f"{format_seconds(s.wall_time_s)} -> {self.run_dir}"
+                + (f"best val {s.best_val_acc * 100:.2f}% at epoch {s.best_epoch}" if s.best_val_acc >= 0 else
+                   "no validation split") + f", wall time {format_seconds(s.wall_time_s)} -> {self.run_dir}"
             )
         dist_utils.barrier(self.info)
         return summary
