@@ -288,6 +288,7 @@ def _classic_dry_run(tmp_path, models):
     return records
 
 
+@pytest.mark.slow
 def test_classic_protocol_dry_runs_end_to_end_on_cpu(tmp_path):
     """The GPU protocol (CIFAR-10 at 224 px) with tiny limits and CIFAR-shaped synthetic data: rows, the
     paper-schedule column, the tables and the report all work on a CPU."""

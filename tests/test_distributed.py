@@ -113,6 +113,7 @@ def test_resume_with_the_same_number_of_processes_continues_exactly(two_process_
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in b["model"])
 
 
+@pytest.mark.slow
 def test_resume_with_another_number_of_processes(one_epoch_run, tmp_path):
     run = shutil.copytree(one_epoch_run, tmp_path / "r")
     first = _rows(run)

@@ -122,14 +122,22 @@ def test_a_failed_check_is_an_error_unless_no_check(run, capsys, tmp_path, monke
 
 
 def _export_model(name, size, in_chans, tmp_path):
+    """Export a freshly built model after setting its batch-norm statistics on a few batches of noise, as training
+    would have: with the initial statistics (mean 0, variance 1) a deep network's logits reach thousands (DenseNet-40:
+    about 5,000), where fp32 rounding alone differs by more than 1e-4 between two correct implementations."""
+    from papernets.engine.evaluation import recompute_bn_stats
+
+    g = torch.Generator().manual_seed(0)
     model = papernets.create_model(name, num_classes=10, in_chans=in_chans, img_size=size).eval()
-    x = torch.randn(2, in_chans, size, size, generator=torch.Generator().manual_seed(0))
+    recompute_bn_stats(model, [(torch.randn(4, in_chans, size, size, generator=g), None) for _ in range(3)])
+    x = torch.randn(2, in_chans, size, size, generator=g)
     diff, engine = export_mod.export_module(model, x, "onnx", tmp_path / f"{name}.onnx", {"papernets_model": name})
     assert engine == "onnxruntime" and diff <= 1e-4, (name, diff)
     return diff
 
 
-@pytest.mark.parametrize("name", ["lenet5_bn", "mobilenet_v2", "vit_s_16"])
+@pytest.mark.parametrize("name", ["lenet5_bn", pytest.param("mobilenet_v2", marks=pytest.mark.slow),
+                                  pytest.param("vit_s_16", marks=pytest.mark.slow)])
 def test_benchmark_models_export_to_onnx_at_their_small_form(name, tmp_path):
     _export_model(name, 28, 1, tmp_path)
 

@@ -85,8 +85,9 @@ def uninterrupted(tmp_path_factory):
     return json.loads((run / "summary.json").read_text()), load_checkpoint(run / "checkpoints" / "best.pt")
 
 
-@pytest.mark.parametrize("target,when", [("best.pt.next", "before"), ("best.pt.next", "after"),
-                                         ("last.pt", "after"), ("rename", "before")])
+@pytest.mark.parametrize("target,when", [
+    pytest.param("best.pt.next", "before", marks=pytest.mark.slow), ("best.pt.next", "after"), ("last.pt", "after"),
+    pytest.param("rename", "before", marks=pytest.mark.slow)])
 def test_a_kill_at_each_checkpoint_write_of_the_last_epoch_resumes_to_the_same_result(
         tmp_path, uninterrupted, target, when):
     """kill -9 at each write of the last epoch's checkpoints (the last epoch improves on validation, so best.pt
@@ -150,6 +151,7 @@ def test_a_finished_run_without_checkpoints_is_not_overwritten(tmp_path, capsys)
             "--set", "output.save_best=false"]
     assert main(args) == 0
     before = snapshot(tmp_path / "r")
+    capsys.readouterr()
     err = one_line(capsys, main(args))
     assert "already holds a run" in err and snapshot(tmp_path / "r") == before
 
@@ -171,6 +173,7 @@ def test_resume_from_a_checkpoint_in_a_foreign_folder_changes_nothing(tmp_path, 
     (foreign / "model.pt").write_bytes((tmp_path / "r" / "checkpoints" / "last.pt").read_bytes())
     (foreign / "config.yaml").write_text("not papernets\n")
     before = snapshot(foreign)
+    capsys.readouterr()
     err = one_line(capsys, main(["train", "--resume", str(foreign / "model.pt"), "--epochs", "2"]))
     assert "not a papernets run directory" in err and snapshot(foreign) == before
 
@@ -245,11 +248,12 @@ def test_absurd_image_sizes_are_one_line_before_decoding(tmp_path, capsys, size)
     err = one_line(capsys, main(["predict", str(tmp_path / "r"), str(images)]))
     assert "huge.png" in err and (f"{size[0]}x{size[1]}" in err or "decompression bomb" in err)
     assert size[0] > MAX_SIDE or size[0] * size[1] > 100_000_000
-    for cls in ("a", "b"):
-        folder = tmp_path / "data" / cls
-        folder.mkdir(parents=True)
-        for i in range(3):
-            Image.new("RGB", (32, 32)).save(folder / f"ok{i}.png")
+    for split in ("train", "test"):  # an image folder: train/<class>/, test/<class>/
+        for cls in ("a", "b"):
+            folder = tmp_path / "data" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (32, 32)).save(folder / f"ok{i}.png")
     _png_header_only(folder / "huge.png", *size)
     err = one_line(capsys, main(["train", "--model", "lenet5_bn", "--dataset", "imagefolder", "--data-root",
                                  str(tmp_path / "data"), "--image-size", "28", "--epochs", "1", "--out",
@@ -341,3 +345,12 @@ def test_resume_removes_the_temporary_files_a_kill_left(tmp_path):
     (ckpts / ".last.pt.abc123.tmp").write_bytes(b"partial")
     assert main(["train", "--resume", str(tmp_path / "r"), "--epochs", "2"]) == 0
     assert not list(ckpts.glob(".*.tmp"))
+
+
+def test_a_long_checkpoint_read_error_keeps_whole_sentences():
+    from papernets.engine.checkpoint import _first_sentences
+
+    long = "Weights only load failed. " + "This file may hold code that runs when it is loaded. " * 10 + "\nmore"
+    short = _first_sentences(long)
+    assert short.endswith(".") and len(short) <= 300 and short.startswith("Weights only load failed.")
+    assert _first_sentences("x" * 50) == "x" * 50

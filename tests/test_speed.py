@@ -77,6 +77,7 @@ def test_compare_speed_times_ours_and_the_reference(tmp_path):
         compare_speed("lenet5")
 
 
+@pytest.mark.slow
 def test_compare_builds_fixed_size_references_at_the_compared_size_and_picks_the_trainers_format(tmp_path):
     from papernets.bench.compare import main
 

@@ -134,3 +134,20 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
         except (ValueError, SyntaxError):
             continue
         assert eval(expr, scope) == expected, f"README: {line.strip()!r} is not true"
+
+
+def test_the_near_chance_rows_after_are_the_committed_table():
+    """docs/benchmark.md's before -> after table: each "after" is the row's test accuracy in the committed
+    fashion-quick results, and each of those rows carries its remedy in the protocol."""
+    import json
+
+    from papernets.bench.protocol import load_protocol
+
+    text = (DOCS / "benchmark.md").read_text()
+    rows = re.findall(r"^\| `([a-z0-9_]+)` \|.*\| ([\d.]+) -> ([\d.]+) \|$", text, flags=re.M)
+    assert len(rows) == 6
+    records = {r["id"]: r for r in json.loads((DOCS / "results" / "fashion-quick.json").read_text())["records"]}
+    remedies = {r.id: r.config for r in load_protocol("fashion-quick").rows}
+    for row, before, after in rows:
+        assert f"{records[row]['test_acc'] * 100:.1f}" == after, row
+        assert float(after) > float(before) and remedies[row], row

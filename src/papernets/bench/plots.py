@@ -65,8 +65,8 @@ def plot_accuracy_vs(records: list[dict[str, Any]], key: str, xlabel: str, title
 
 
 def plot_accuracy_vs_time(records: list[dict[str, Any]], title: str, path: Path) -> Path:
-    """Left: validation accuracy at each validation point against the run's wall time (one curve per row, from the
-    start at chance), the test accuracy as a star at the end; right: the training loss of each segment or epoch."""
+    """Left: validation accuracy at each validation point against the run's wall time (one curve per row), the
+    test accuracy as a star at the end; right: the mean training loss of each segment or epoch."""
     colors = family_colors(records)
     rows = [r for r in _ok(records) if r.get("curves")]
     fig, (ax, ax_loss) = plt.subplots(1, 2, figsize=(13, 6), dpi=110, gridspec_kw={"width_ratios": [3, 2]})
