@@ -79,6 +79,7 @@ def test_existing_run_directory_is_not_overwritten(run_dir):
     _one_line_error(res, "already holds a run", "--resume")
 
 
+@pytest.mark.slow
 def test_eval_reports_top1_top5_and_matches_the_summary(run_dir):
     res = run_cli("eval", str(run_dir), "--json")
     assert res.returncode == 0, res.stderr
@@ -92,10 +93,11 @@ def test_eval_reports_top1_top5_and_matches_the_summary(run_dir):
     assert res.returncode == 0 and "top-1" in res.stdout
 
 
+@pytest.mark.slow
 def test_eval_rejects_unreadable_and_foreign_checkpoints(tmp_path):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"this is not a checkpoint")
-    _one_line_error(run_cli("eval", str(garbage)), "cannot read checkpoint", "garbage.pt")
+    _one_line_error(run_cli("eval", str(garbage)), "not a PyTorch checkpoint file", "garbage.pt")
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
     _one_line_error(run_cli("eval", str(foreign)), "is not a papernets checkpoint")
@@ -281,7 +283,7 @@ def test_cuda_device_without_cuda_is_a_config_error(cli, tmp_path, monkeypatch):
 
 def test_debug_shows_the_traceback_and_normal_mode_one_line(cli):
     res = run_cli("--debug", "train", "--model", "resnet81")
-    assert res.returncode == 1 and "Traceback (most recent call last)" in res.stderr, res.stderr[-1500:]
+    assert res.returncode == 2 and "Traceback (most recent call last)" in res.stderr, res.stderr[-1500:]
     assert "UnknownModelError: unknown model 'resnet81'" in res.stderr
     _one_line_error(cli("train", "--model", "resnet81"), "unknown model 'resnet81'")
 
@@ -316,7 +318,8 @@ def test_output_switches_leave_the_expected_files(cli, tmp_path, switch, files, 
     assert res.returncode == 0, res.stderr[-2000:]
     run = tmp_path / "r"
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == files
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml", "metrics.csv", "summary.json"]
+    assert sorted(p.name for p in run.iterdir()) == [".papernets-run", "checkpoints", "config.yaml", "confusion.csv",
+                                                     "metrics.csv", "per_class.csv", "summary.json"]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["tested_weights"] == tested
     out = json.loads(cli("eval", str(run), "--json", "--limit", "300").stdout)  # eval finds whichever is there

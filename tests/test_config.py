@@ -52,7 +52,7 @@ def test_unknown_key_suggests_the_closest():
     ("data.augment=yes please", "data.augment must be true or false"),
     ("optim.betas=[0.9]", "optim.betas must be two numbers"),
     ("data.val_fraction=1.5", r"data.val_fraction must be in \[0, 1\)"),
-    ("optim.lr=-1", "optim.lr must be positive"),
+    ("optim.lr=-1", "optim.lr must be a positive finite number"),
     ("epochs=3", "must be section.key"),
 ])
 def test_wrong_values_are_errors(override, match):

@@ -24,8 +24,9 @@ BASE = ["--model", "lenet5_bn", "--dataset", "synthetic", "--image-size", "28", 
         "--optimizer", "adam", "--lr", "0.002", "--set", f"data.limit={LIMIT}", "--set", "data.val_fraction=0.4",
         "--set", "model.drop_rate=0.1"]
 ENV = {"OMP_NUM_THREADS": "1"}
-RUN_FILES = {"config.yaml", "metrics.csv", "summary.json", "checkpoints/last.pt", "checkpoints/best.pt",
-             "plots/accuracy.png", "plots/loss.png"}
+RUN_FILES = {".papernets-run", "config.yaml", "metrics.csv", "summary.json", "per_class.csv", "confusion.csv",
+             "checkpoints/last.pt", "checkpoints/best.pt", "plots/accuracy.png", "plots/loss.png",
+             "plots/confusion.png"}
 
 
 def _free_port() -> int:

@@ -86,7 +86,8 @@ def uninterrupted(tmp_path_factory):
 
 
 @pytest.mark.parametrize("target,when", [
-    pytest.param("best.pt.next", "before", marks=pytest.mark.slow), ("best.pt.next", "after"), ("last.pt", "after"),
+    pytest.param("best.pt.next", "before", marks=pytest.mark.slow),
+    pytest.param("best.pt.next", "after", marks=pytest.mark.slow), ("last.pt", "after"),
     pytest.param("rename", "before", marks=pytest.mark.slow)])
 def test_a_kill_at_each_checkpoint_write_of_the_last_epoch_resumes_to_the_same_result(
         tmp_path, uninterrupted, target, when):

@@ -156,6 +156,7 @@ def test_flip_is_its_own_switch(folder, tmp_path):
         Trainer(_cfg(folder, tmp_path, "data.flip=false", "train.tta_flip=true"), tmp_path / "t", stream=log)
 
 
+@pytest.mark.slow
 def test_a_bad_image_is_named_or_skipped_and_counted(folder, tmp_path):
     bad = folder / "train" / "mid" / "broken.jpg"
     bad.write_bytes(b"\xff\xd8 not a jpeg")

@@ -116,6 +116,7 @@ def _popen(args):
                             stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_is_bit_identical(tmp_path, one_go):
     run = tmp_path / "killed"
     proc = _popen(["train", *_resume_base(tmp_path), "--name", "killed"])
@@ -334,6 +335,7 @@ def test_flip_tta_averages_the_logits_of_each_image_and_its_mirror():
     assert len(y) == 200 and not torch.equal(plain.argmax(1), ((plain + mirrored) / 2).argmax(1))
 
 
+@pytest.mark.slow
 def test_a_flip_tta_run_tests_and_evaluates_with_it_and_digits_refuse_it(tmp_path):
     from conftest import write_cifar, write_mnist
 

@@ -35,7 +35,7 @@ from typing import IO, Any
 
 from papernets.bench.protocol import Protocol, Row, merge
 from papernets.config import Config, config_from_dict
-from papernets.engine.rundir import cpu_label
+from papernets.engine.rundir import atomic_write_text, cpu_label
 from papernets.engine.trainer import Trainer
 from papernets.errors import ConfigError
 from papernets.optim.recipes import resolve_config
@@ -184,7 +184,7 @@ def _trial(protocol: Protocol, row: Row, settings: dict[str, Any], spec: dict[st
               "val_acc": val, "error": error,
               "cpu": cpu_label()}
     run_dir.mkdir(parents=True, exist_ok=True)
-    record_path.write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write_text(record_path, json.dumps(record, indent=2) + "\n")
     gc.collect()
     return record
 
@@ -210,7 +210,7 @@ def run_sweep(protocol: Protocol, rows: list[Row], out: Path, results: Path, log
                       file=log, flush=True)
                 trial = _trial(protocol, row, settings, spec, fam_dir / f"r{r}-c{c}", calibrations, log)
                 fam_dir.mkdir(parents=True, exist_ok=True)
-                cal_path.write_text(json.dumps(calibrations, indent=2) + "\n")
+                atomic_write_text(cal_path, json.dumps(calibrations, indent=2) + "\n")
                 trials.append({**trial, "candidate": _label(candidate)})
                 print(f"sweep {family} round {r} [{c}]: val acc "
                       + (f"{trial['val_acc'] * 100:.2f}%" if trial["val_acc"] is not None else trial["error"]),

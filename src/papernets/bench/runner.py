@@ -309,7 +309,7 @@ def bench_row(protocol: Protocol, row: Row, out: Path, overrides: list[str], log
         rec.update(_paper_schedule_column(rec, protocol, row, out, overrides, log))
     rec["bench_time_s"] = time.perf_counter() - started
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "bench.json").write_text(json.dumps(rec, indent=2) + "\n")
+    atomic_write_text(run_dir / "bench.json", json.dumps(rec, indent=2) + "\n")
     return rec
 
 

@@ -64,6 +64,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to a fresh temporary file beside ``path``, then rename it over ``path``."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # as an ordinary new file (mkstemp makes it private)
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -115,9 +116,10 @@ def most_confused(confusion: Any, classes: list[str], n: int = 3) -> list[tuple[
     return [(classes[i], classes[j], c) for c, i, j in sorted(cells, key=lambda t: (-t[0], t[1], t[2]))[:n]]
 
 
-def write_per_class(out_dir: Path, confusion: Any, classes: list[str], title: str = "test split") -> list[str]:
-    """``per_class.csv``, ``confusion.csv`` and ``plots/confusion.png`` in ``out_dir``; the lines to print (none
-    without a matrix)."""
+def write_per_class(out_dir: Path, confusion: Any, classes: list[str], title: str = "test split",
+                    plot: bool = True) -> list[str]:
+    """``per_class.csv``, ``confusion.csv`` and (``plot``) ``plots/confusion.png`` in ``out_dir``; the lines to
+    print (none without a matrix)."""
     if confusion is None:
         return []
     rows = per_class(confusion, classes)
@@ -134,7 +136,8 @@ def write_per_class(out_dir: Path, confusion: Any, classes: list[str], title: st
     for name, row in zip(classes, confusion.tolist(), strict=True):
         w.writerow([name, *(int(v) for v in row)])
     atomic_write_text(out_dir / "confusion.csv", buf.getvalue())
-    plot_confusion(confusion, classes, out_dir / "plots" / "confusion.png", f"confusion matrix, {title}")
+    if plot:
+        plot_confusion(confusion, classes, out_dir / "plots" / "confusion.png", f"confusion matrix, {title}")
     scored = [r for r in rows if r["accuracy"] is not None]
     worst = sorted(scored, key=lambda r: r["accuracy"])[:3]
     lines = ["per class (" + title + "): lowest accuracy " + ", ".join(f"{r['class']} {r['accuracy'] * 100:.1f}%"
@@ -142,7 +145,7 @@ def write_per_class(out_dir: Path, confusion: Any, classes: list[str], title: st
     pairs = most_confused(confusion, classes)
     if pairs:
         lines.append("most confused: " + ", ".join(f"{t} as {p} ({c})" for t, p, c in pairs)
-                     + f" -> {out_dir / 'per_class.csv'}, confusion.csv, plots/confusion.png")
+                     + f" -> {out_dir / 'per_class.csv'}, confusion.csv" + (", plots/confusion.png" if plot else ""))
     return lines
 
 
@@ -164,7 +167,7 @@ def claim_run_dir(run_dir: Path, resuming: bool) -> int:
     A new run takes a folder that does not exist or is empty (or holds only a run that stopped before its first
     epoch ended, or the bench's ``budget.json``), and creates the marker file with ``O_EXCL``, so that of two runs
     started at once into the same folder only one proceeds. A resumed run needs the marker (or, for runs written
-    before markers, its ``config.yaml`` and ``checkpoints/``). Either way the marker is then locked (``flock``)
+    before markers, its ``config.yaml`` and ``checkpoints/``). Either way the marker is then locked (``lockf``)
     while the process trains: a second process training the same folder at the same time is refused. Returns the
     lock's file descriptor (the trainer closes it when it stops)."""
     import fcntl
@@ -202,9 +205,9 @@ def claim_run_dir(run_dir: Path, resuming: bool) -> int:
     except OSError as exc:
         raise UsageError(f"cannot claim run directory {str(run_dir)!r}: {exc.strerror} ({MARKER} must be a plain "
                          "file).") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as exc:
+    try:  # a POSIX record lock: held by this process only (data-loading workers forked later do not inherit it)
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
         os.close(fd)
         raise UsageError(f"run directory {str(run_dir)!r} is being trained by another papernets process; wait "
                          "for it, or stop it first.") from exc

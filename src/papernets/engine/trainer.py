@@ -405,7 +405,7 @@ class Trainer:
 
     def _finish(self) -> dict[str, Any]:
         """Test the best-validation weights once, write summary.json and the plots."""
-        cfg, s = self.cfg, self.state
+        cfg, s, d = self.cfg, self.state, self.data
         dist_utils.barrier(self.info)
         tested = self._load_best()
         use_ema = self.ema is not None and cfg.train.select_best_on == "ema"
@@ -434,7 +434,7 @@ class Trainer:
         if self.info.is_main:
             rundir.write_metrics(self.run_dir, s.history, self.metric_columns)  # a resume after the last epoch
             rundir.write_summary(self.run_dir, summary)
-            for line in rundir.write_per_class(self.run_dir, test["confusion"], self.data.classes):
+            for line in rundir.write_per_class(self.run_dir, test["confusion"], d.classes, plot=cfg.output.plots):
                 self._log(line)
             if self.tb:
                 self.tb.finish(summary)
