@@ -38,12 +38,14 @@ def test_training_and_eval_write_per_class_results(tmp_path, capsys):
     with (run / "confusion.csv").open() as f:
         matrix = list(csv.reader(f))
     assert matrix[0][1:] == [r["class"] for r in rows] and len(matrix) == 11
-    assert (run / "plots" / "confusion.png").stat().st_size > 5_000
+    assert not (run / "plots" / "confusion.png").exists()  # output.plots=false: no PNG
+
     assert main(["eval", str(run), "--json", "--limit", "96"]) == 0  # the run tested the first 96 images
     out = json.loads(capsys.readouterr().out)
     assert out["top1"] == pytest.approx(summary["test_acc"]) and len(out["per_class"]) == 10
     assert sum(map(sum, out["confusion"])) == out["images"]
     assert (run / "eval-synthetic-test" / "per_class.csv").is_file()
+    assert (run / "eval-synthetic-test" / "plots" / "confusion.png").stat().st_size > 5_000
     assert main(["eval", str(run), "--split", "val", "--out", str(tmp_path / "e")]) == 0
     printed = capsys.readouterr().out
     assert "precision %" in printed and "class9" in printed and (tmp_path / "e" / "confusion.csv").is_file()
