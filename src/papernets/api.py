@@ -71,6 +71,7 @@ def train(config: str | Path | dict[str, Any] | Config = "quickstart", run_dir: 
     """Train ``config`` (a shipped config's name, a YAML path, a dict of sections, or a ``Config``), with keyword
     ``overrides``, into ``run_dir`` (default: ``output.dir/output.name``, as ``papernets train``); the finished
     ``Run``. A paper recipe (``train={"recipe": "paper"}``) is applied as ``--recipe paper`` applies it."""
+    from papernets.engine.rundir import default_run_dir
     from papernets.engine.trainer import Trainer
     from papernets.optim.recipes import resolve_config
 
@@ -81,19 +82,12 @@ def train(config: str | Path | dict[str, Any] | Config = "quickstart", run_dir: 
     else:
         base = load_config(config)
     cfg, recipe = resolve_config(base, _overrides(base, overrides), [])
-    target = Path(run_dir) if run_dir is not None else _default_dir(cfg)
+    target = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
     if (target / "checkpoints").exists():
         raise UsageError(f"run directory {str(target)!r} already holds a run; choose another run_dir or "
                          f"output.name, or continue it with papernets train --resume {target}.")
     Trainer(cfg, target, recipe=recipe).fit()
     return Run.read(target)
-
-
-def _default_dir(cfg: Config) -> Path:
-    import time
-
-    name = cfg.output.name or f"{cfg.model.name}-{cfg.data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return Path(cfg.output.dir) / name
 
 
 def load(source: str | Path) -> tuple[Any, Callable[[Any], Any], list[str]]:

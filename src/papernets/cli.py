@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -91,8 +90,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg, recipe = _train_config(args)
         _check_model(cfg)
-        name = cfg.output.name or f"{cfg.model.name}-{cfg.data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run_dir = Path(cfg.output.dir) / name
+        from papernets.engine.rundir import default_run_dir
+
+        run_dir = default_run_dir(cfg)
         if (run_dir / "checkpoints").exists():
             raise UsageError(
                 f"run directory {str(run_dir)!r} already holds a run; continue it with --resume {run_dir} "

@@ -29,7 +29,8 @@ from papernets.engine.plots import plot_confusion, plot_curves
 from papernets.engine.speed import cpu_label
 
 __all__ = ["atomic_write_text", "METRIC_COLUMNS", "TIMING_COLUMNS", "EMA_COLUMNS", "PROGRESSIVE_COLUMNS", "host",
-           "versions", "write_config", "write_status", "write_per_class", "per_class", "most_confused",
+           "versions", "write_config", "default_run_dir", "write_status", "write_per_class", "per_class",
+           "most_confused",
            "write_metrics", "write_summary", "write_plots", "MARKER", "claim_run_dir"]
 
 METRIC_COLUMNS = [
@@ -87,6 +88,14 @@ def write_metrics(run_dir: Path, history: list[dict[str, float]], columns: list[
     for row in history:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) and k == "lr" else v) for k, v in row.items()})
     atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
+
+
+def default_run_dir(cfg: Config) -> Path:
+    """``output.dir/output.name``, the name defaulting to ``<model>-<dataset>-<time>``."""
+    import time
+
+    return Path(cfg.output.dir) / (cfg.output.name or
+                                   f"{cfg.model.name}-{cfg.data.name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def write_status(run_dir: Path, status: str, why: str) -> None:
