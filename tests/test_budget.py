@@ -238,6 +238,55 @@ def test_sweep_tries_every_value_on_validation_only_and_keeps_its_runs(tiny_prot
     assert main([*args, "--set", "optim.lr=0.1"]) == 2
 
 
+def test_a_changed_sweep_runs_its_trials_again_and_an_interrupted_trial_is_no_result(tiny_protocol, tmp_path,
+                                                                                      capsys, monkeypatch):
+    out, results = tmp_path / "out", tmp_path / "results"
+    args = ["bench", "--protocol", str(tiny_protocol), "--out", str(out), "--results", str(results), "--sweep"]
+    spec = yaml.safe_load(tiny_protocol.read_text())
+    spec["models"] = ["lenet5_bn"]
+    spec["sweep"]["rounds"] = spec["sweep"]["rounds"][:1]
+    tiny_protocol.write_text(yaml.safe_dump(spec))
+    assert main(args) == 0
+    first = json.loads((out / "tiny-sweep" / "lenet" / "r1-c2" / "trial.json").read_text())
+    spec["sweep"]["rounds"][0]["try"][1] = {"optim": {"lr": 0.008}}  # the protocol's sweep changed
+    tiny_protocol.write_text(yaml.safe_dump(spec))
+    capsys.readouterr()
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "r1-c2 was run with other settings" in err and "r1-c1 was run" not in err
+    again = json.loads((out / "tiny-sweep" / "lenet" / "r1-c2" / "trial.json").read_text())
+    assert first["settings"]["optim"]["lr"] == 0.004 and again["settings"]["optim"]["lr"] == 0.008
+
+    from papernets.engine.trainer import Trainer, TrainingInterrupted
+
+    def interrupted(self):
+        raise TrainingInterrupted("interrupted at epoch 1, step 1/2")
+
+    spec["sweep"]["rounds"][0]["try"][1] = {"optim": {"lr": 0.016}}
+    tiny_protocol.write_text(yaml.safe_dump(spec))
+    monkeypatch.setattr(Trainer, "fit", interrupted)
+    assert main(args) != 0
+    assert not (out / "tiny-sweep" / "lenet" / "r1-c2" / "trial.json").exists()  # run again next time
+
+
+def test_a_family_whose_rows_all_have_a_config_sweeps_with_it_and_chance_runs_are_marked(tmp_path):
+    spec = dict(_TINY_PROTOCOL, models=[{"id": "vgg11_he", "model": "vgg11",
+                                         "config": {"model": {"kwargs": {"init": "he"}}}}, "resnet20", "lenet5_bn"])
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    p = load_protocol(str(path))
+    reps = budget_mod._representatives(p, p.rows)
+    assert list(reps) == ["vgg", "resnet", "lenet"] and reps["vgg"].config == {"model": {"kwargs": {"init": "he"}}}
+    trial = {"val_acc": 0.15, "num_classes": 10}
+    assert budget_mod._near_chance(trial) and not budget_mod._near_chance({**trial, "val_acc": 0.25})
+    family = {"model": "vgg11", "row_config": reps["vgg"].config, "chosen": {}, "val_acc": 0.15, "near_chance": True,
+              "rounds": [{"name": "lr", "best": "(start)", "trials": [{**trial, "label": "(start)", "candidate":
+                          "(start)", "steps": 3, "images_seen": 96, "cpu": "x", "calibration_load": 0.1}]}]}
+    budget_mod.write_sweep(p, p.sweep, {"vgg": family}, tmp_path)
+    md = (tmp_path / "p-sweep.md").read_text()
+    assert "**15.00** (near chance)" in md and "no run left chance" in md and '{"init": "he"}' in md
+
+
 # ------------------------------------------------------------------------------------- fashion-budget
 
 

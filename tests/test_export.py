@@ -1,10 +1,12 @@
 """`papernets export` (ONNX, TorchScript, safetensors) and running an exported ONNX file with `predict` and `eval`."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from PIL import Image
 
 import papernets
@@ -39,7 +41,8 @@ def test_onnx_export_holds_its_metadata_takes_any_batch_and_predicts_as_the_chec
     line = capsys.readouterr().out.strip()
     path = run_dir / "resnet20.onnx"
     assert line.startswith(str(path)) and "largest absolute logit difference" in line
-    assert float(line.rsplit(" ", 1)[1]) <= 1e-4
+    diff, limit = re.search(r"difference (\S+) \(limit (\S+)\)$", line).groups()
+    assert float(diff) <= float(limit) and 1e-4 <= float(limit) < 1e-2
     assert not list(run_dir.glob("*.onnx.data"))  # one self-contained file
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert meta["papernets_model"] == "resnet20" and json.loads(meta["papernets_classes"])[0] == "class0"
@@ -131,9 +134,10 @@ def _export_model(name, size, in_chans, tmp_path):
     model = papernets.create_model(name, num_classes=10, in_chans=in_chans, img_size=size).eval()
     recompute_bn_stats(model, [(torch.randn(4, in_chans, size, size, generator=g), None) for _ in range(3)])
     x = torch.randn(2, in_chans, size, size, generator=g)
-    diff, engine = export_mod.export_module(model, x, "onnx", tmp_path / f"{name}.onnx", {"papernets_model": name})
-    assert engine == "onnxruntime" and diff <= 1e-4, (name, diff)
-    return diff
+    diff, engine, limit = export_mod.export_module(model, x, "onnx", tmp_path / f"{name}.onnx",
+                                                   {"papernets_model": name})
+    assert engine == "onnxruntime" and diff <= limit, (name, diff, limit)
+    return diff, limit
 
 
 @pytest.mark.parametrize("name", ["lenet5_bn", pytest.param("mobilenet_v2", marks=pytest.mark.slow),
@@ -147,4 +151,28 @@ def test_every_benchmark_model_exports_to_onnx_at_28_px_and_four_at_224(tmp_path
     diffs = {name: _export_model(name, 28, 1, tmp_path) for name in BENCH_ROWS}
     for name in ("resnet50", "mobilenet_v2", "efficientnet_b0", "vit_b_16"):
         diffs[f"{name}@224"] = _export_model(name, 224, 3, tmp_path)
-    print("largest absolute logit difference:", max(diffs.values()), max(diffs, key=diffs.get))
+    for name, (diff, limit) in diffs.items():
+        print(f"{name}: largest absolute logit difference {diff:.3g} (limit {limit:.3g})")
+    worst = max(diffs, key=lambda n: diffs[n][0])
+    print("largest absolute logit difference:", diffs[worst][0], worst)
+
+
+@pytest.mark.parametrize("scale, added, ok", [(1.0, 5e-5, True), (1.0, 2e-4, False), (100.0, 5e-3, True),
+                                              (100.0, 2e-2, False)])
+def test_the_check_limit_is_1e_4_times_the_logit_scale(scale, added, ok, tmp_path, monkeypatch):
+    """Logits within [-1, 1]: 1e-4 absolute; logits up to 100: 1e-2 (fp32's relative precision, not a fixed amount)."""
+    from papernets.errors import CheckpointError
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3)).eval()
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, -1, 0, 0], [0, 0, 0, 0]]) * scale)
+        model[1].bias.zero_()
+    x = torch.tensor([[[[1.0, 0.5], [0.0, 0.0]]]])  # logits: scale, -scale / 2, 0
+    real = export_mod._run_onnx
+    monkeypatch.setattr(export_mod, "_run_onnx", lambda path, x: real(path, x) + added)
+    if ok:
+        diff, _, limit = export_mod.export_module(model, x, "onnx", tmp_path / "m.onnx", {})
+        assert diff == pytest.approx(added, rel=1e-2) and limit == pytest.approx(1e-4 * scale)
+    else:
+        with pytest.raises(CheckpointError, match=r"the limit is [0-9.e-]+: 0\.0001 x the largest \|logit\|"):
+            export_mod.export_module(model, x, "onnx", tmp_path / "m.onnx", {})

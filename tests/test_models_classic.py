@@ -440,3 +440,20 @@ def test_inception_v3_pretrained_file_through_create_model(tmp_path):
     torch.testing.assert_close(model.stem.Conv2d_1a_3x3.conv.weight, expected)
     torch.testing.assert_close(model.blocks.Mixed_7c.branch_pool.conv.weight, ref.Mixed_7c.branch_pool.conv.weight)
     assert tuple(model.eval()(torch.randn(1, 1, 75, 75)).shape) == (1, 10)
+
+
+def test_vgg_he_initialization_keeps_the_signal_that_glorot_loses():
+    """He et al. (2015), section 2.2: Glorot's variance halves at every ReLU; He-normal keeps it (see vgg.py)."""
+    torch.manual_seed(0)
+    x = torch.randn(16, 1, 28, 28)
+    stds = {}
+    for init in ("glorot", "he"):
+        model = create_model("vgg16", num_classes=10, in_chans=1, img_size=28, init=init).eval()
+        with torch.no_grad():
+            stds[init] = float(model(x).std())
+        conv = model.features[0]
+        if init == "he":
+            assert float(conv.weight.detach().std()) == pytest.approx((2 / 9) ** 0.5, rel=0.1)  # sqrt(2 / fan_in), 1x3x3
+    assert stds["glorot"] < 0.01 and 0.3 < stds["he"] < 3
+    with pytest.raises(ValueError, match="VGG init 'x' is not one of"):
+        create_model("vgg16", init="x")

@@ -249,7 +249,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     r = export_trained(args.checkpoint, args.format, args.out, args.image_size, args.opset, check=not args.no_check)
     size = r.path.stat().st_size / 1e6
     check = ("not checked (--no-check)" if r.max_abs_diff is None else
-             f"checked with {r.checked_with} on 8 images: largest absolute logit difference {r.max_abs_diff:.3g}")
+             f"checked with {r.checked_with} on 8 images: largest absolute logit difference {r.max_abs_diff:.3g} "
+             f"(limit {r.limit:.3g})")
     batch = ", any batch size" if r.format != "safetensors" else ""
     print(f"{r.path} ({r.format}, {size:.1f} MB, input {r.image_size}x{r.image_size}{batch}); {check}")
     return EXIT_OK
@@ -462,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--image-size", dest="image_size", type=int, help="input size (default: the run's)")
     x.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     x.add_argument("--no-check", dest="no_check", action="store_true",
-                   help="keep the file even if its logits differ from the model's by more than 1e-4")
+                   help="keep the file even if its logits differ from the model's by more than 1e-4 x max(1, largest |logit|)")
     x.set_defaults(func=cmd_export)
 
     r = sub.add_parser("runs", help="one line per run under a folder: model, epochs, accuracy, time, status")

@@ -36,7 +36,7 @@ from typing import IO, Any
 from papernets.bench.protocol import Protocol, Row, merge
 from papernets.config import Config, config_from_dict
 from papernets.engine.rundir import atomic_write_text, cpu_label
-from papernets.engine.trainer import Trainer
+from papernets.engine.trainer import Trainer, TrainingInterrupted
 from papernets.errors import ConfigError
 from papernets.optim.recipes import resolve_config
 from papernets.registry import get_entry
@@ -140,13 +140,14 @@ def _sweep_spec(protocol: Protocol) -> dict[str, Any]:
 
 
 def _representatives(protocol: Protocol, rows: list[Row]) -> dict[str, Row]:
-    """The first plain row (no config of its own) of each family, in the protocol's order."""
+    """Each family's first plain row (no config of its own), else its first row, in the protocol's order; a row's
+    config (e.g. VGG-16's He initialization) is laid over every trial of its family."""
     out: dict[str, Row] = {}
     for row in rows:
         family = get_entry(row.model).family
-        if family not in out and not row.config:
+        if family not in out or (out[family].config and not row.config):
             out[family] = row
-    return out
+    return dict(sorted(out.items(), key=lambda kv: rows.index(kv[1])))
 
 
 def _trial(protocol: Protocol, row: Row, settings: dict[str, Any], spec: dict[str, Any], run_dir: Path,
@@ -154,7 +155,11 @@ def _trial(protocol: Protocol, row: Row, settings: dict[str, Any], spec: dict[st
     """One sweep run (kept when its ``trial.json`` exists): its settings, steps and validation accuracy."""
     record_path = run_dir / "trial.json"
     if record_path.is_file():
-        return json.loads(record_path.read_text())
+        record = json.loads(record_path.read_text())
+        if record.get("settings") == json.loads(json.dumps(settings)) and record.get("row_config") == json.loads(json.dumps(row.config)):
+            return record
+        print(f"sweep: {run_dir} was run with other settings (the protocol's sweep changed); running it again",
+              file=log, flush=True)
     base = config_from_dict(copy.deepcopy(protocol.base))
     base.model.name = get_entry(row.model).name
     fixed = {"train": {"test": False, "epochs": 1}, "data": {"eval_limit": spec.get("eval_limit")},
@@ -173,16 +178,20 @@ def _trial(protocol: Protocol, row: Row, settings: dict[str, Any], spec: dict[st
         import shutil
 
         shutil.rmtree(run_dir)
+    classes = None
     try:
-        summary = Trainer(cfg, run_dir, stream=log).fit()
+        trainer = Trainer(cfg, run_dir, stream=log)
+        classes = trainer.num_classes
+        summary = trainer.fit()
         val, error = summary["best_val_acc"], None
+    except TrainingInterrupted:  # stopped from outside: not a result; the next sweep runs this trial again
+        raise
     except Exception as exc:  # a diverged trial is a result (its settings lose), not the end of the sweep
         val, error = None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    record = {"settings": settings, "label": _label(settings), "steps": cfg.train.steps,
+    record = {"settings": settings, "row_config": row.config, "label": _label(settings), "steps": cfg.train.steps,
               "batch_size": cfg.train.batch_size, "images_seen": cfg.train.steps * cfg.train.batch_size,
               "seconds_per_step": cal["seconds_per_step"], "calibration_load": cal.get("load_avg_1min"),
-              "val_acc": val, "error": error,
-              "cpu": cpu_label()}
+              "val_acc": val, "error": error, "num_classes": classes, "cpu": cpu_label()}
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(record_path, json.dumps(record, indent=2) + "\n")
     gc.collect()
@@ -221,10 +230,18 @@ def run_sweep(protocol: Protocol, rows: list[Row], out: Path, results: Path, log
             best = max(scored, key=lambda t: t["val_acc"])  # the first of equals: the incumbent stays
             rounds.append({"name": rnd.get("name", f"round {r}"), "trials": trials, "best": best["label"]})
         assert best is not None
-        families[family] = {"model": get_entry(row.model).name, "rounds": rounds, "chosen": best["settings"],
-                            "val_acc": best["val_acc"]}
+        families[family] = {"model": get_entry(row.model).name, "row_config": row.config, "rounds": rounds,
+                            "chosen": best["settings"], "val_acc": best["val_acc"],
+                            "near_chance": _near_chance(best)}
         write_sweep(protocol, spec, families, results)
     return families
+
+
+def _near_chance(trial: dict[str, Any]) -> bool:
+    """Validation accuracy below twice chance (20% for 10 classes): the run did not learn, and its rank among
+    other such runs is noise."""
+    classes = trial.get("num_classes") or 10
+    return trial["val_acc"] is not None and trial["val_acc"] < 2.0 / classes
 
 
 def write_sweep(protocol: Protocol, spec: dict[str, Any], families: dict[str, Any], results: Path) -> None:
@@ -232,7 +249,7 @@ def write_sweep(protocol: Protocol, spec: dict[str, Any], families: dict[str, An
     name = f"{protocol.name}-sweep"
     data = {"protocol": protocol.name, "budget_min": spec.get("budget_min"), "eval_limit": spec.get("eval_limit"),
             "start": spec.get("start") or {}, "families": families}
-    (results / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    atomic_write_text(results / f"{name}.json", json.dumps(data, indent=2) + "\n")
     lines = [f"# Sweep: {protocol.name}", "",
              f"Written by `papernets bench --protocol {protocol.name} --sweep`: for each family (its first row of "
              f"the protocol), short runs validated once at the end on the first {spec.get('eval_limit') or 'all'} "
@@ -248,13 +265,17 @@ def write_sweep(protocol: Protocol, spec: dict[str, Any], families: dict[str, An
             for t in rnd["trials"]:
                 mark = " (incumbent)" if t.get("incumbent") else ""
                 chosen = "**" if t["label"] == rnd["best"] else ""
-                acc = (f"{chosen}{t['val_acc'] * 100:.2f}{chosen}" if t["val_acc"] is not None
-                       else f"failed: {t['error']}")
+                acc = (f"{chosen}{t['val_acc'] * 100:.2f}{chosen}" + (" (near chance)" if _near_chance(t) else "")
+                       if t["val_acc"] is not None else f"failed: {t['error']}")
                 lines.append(f"| {family} | `{f['model']}` | {rnd['name']} | {t['candidate']}{mark} | {t['steps']} | "
                              f"{t['images_seen']:,} | {acc} | {t['cpu']} ({t.get('calibration_load', 0):.1f}) |")
     lines += ["", "Chosen per family (best validation accuracy of the last round, in bold above):", ""]
-    lines += [f"- {family}: {_label(f['chosen'])} ({f['val_acc'] * 100:.2f}%)" for family, f in families.items()]
-    (results / f"{name}.md").write_text("\n".join(lines) + "\n")
+    lines += [f"- {family}: {_label(f['chosen'])} ({f['val_acc'] * 100:.2f}%"
+              + ("; no run left chance, so this choice is noise: the family needs a longer sweep or a fix"
+                 if f.get("near_chance") else "") + ")"
+              + (f"; every run with the row's config {json.dumps(f['row_config'])}" if f.get("row_config") else "")
+              for family, f in families.items()]
+    atomic_write_text(results / f"{name}.md", "\n".join(lines) + "\n")
 
 
 def sweep_choices(path: Path) -> dict[str, dict[str, Any]]:
