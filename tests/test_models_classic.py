@@ -304,6 +304,18 @@ def test_alexnet_paper_structure_and_init():
     assert float(model.fc6.weight.detach().std()) == pytest.approx(0.01, rel=0.01)
 
 
+def test_alexnet_he_initialization_has_zero_biases_and_keeps_the_papers_last_layer():
+    model = create_model("alexnet", num_classes=10, in_chans=1, img_size=28, init="he")
+    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    for m in [*convs, model.fc6, model.fc7]:
+        fan_in = m.weight[0].numel()
+        assert float(m.bias.detach().abs().max()) == 0.0
+        assert float(m.weight.detach().std()) == pytest.approx((2 / fan_in) ** 0.5, rel=0.1)
+    assert float(model.fc.weight.detach().std()) == pytest.approx(0.01, rel=0.1)  # the paper's last layer
+    with pytest.raises(ValueError, match="AlexNet init 'x' is not one of"):
+        create_model("alexnet", init="x")
+
+
 def test_googlenet_has_no_batchnorm_and_a_real_5x5_branch():
     model = create_model("googlenet")
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())

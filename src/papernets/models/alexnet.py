@@ -36,6 +36,14 @@ Deviations:
 - An adaptive average pool to 6x6 sits before fc6. At 224 px the map is already 6x6 and the pool does nothing;
   at other sizes it keeps fc6's 9,216 inputs.
 
+``init="he"`` (not the paper's): He-normal (fan-in) weights and zero biases in every hidden layer (He, Zhang, Ren,
+Sun, "Delving Deep into Rectifiers", ICCV 2015, https://arxiv.org/abs/1502.01852), the last layer as the paper's.
+The paper's initialization was made for SGD at lr 0.01 over 90 epochs; under Adam its biases of 1 make fc6 and
+fc7's outputs large and alike for every image, and the first steps throw the loss to 5-11 (10 classes). In a short
+run on Fashion-MNIST (28 px, 60 steps of 64 images, AdamW lr 5e-4 with warmup, label smoothing 0.1, 1,000
+validation images) it stays at 11.1% validation accuracy and reaches 72.7% with ``init="he"``; SGD at the paper's
+lr 0.01 reaches 9.3% in those 60 steps.
+
 torchvision's ``alexnet`` is a different network: the single-GPU variant of "One weird trick for parallelizing
 convolutional neural networks" (Krizhevsky 2014) with 64-192-384-256-256 maps, no LRN, no grouped
 convolutions, dropout before fc6 and fc7 rather than after them, and 61,100,840 parameters. Its weights
@@ -119,8 +127,11 @@ class AlexNet(ClassifierModel):
         img_size: int = 224,
         drop_rate: float = 0.5,
         small_input: bool | None = None,
+        init: str = "paper",
     ) -> None:
         super().__init__()
+        if init not in ("paper", "he"):
+            raise ValueError(f"AlexNet init {init!r} is not one of 'paper', 'he'")
         small = self.small_input = small_form(img_size, small_input)
         layers = (SMALL_CONV1, *LAYERS[1:]) if small else LAYERS
         pool_padding = 1 if small else 0
@@ -148,14 +159,19 @@ class AlexNet(ClassifierModel):
         self.fc7 = nn.Linear(HIDDEN, HIDDEN)
         self.fc = Classifier(HIDDEN, num_classes, drop_rate, init=_init_fc8)
         self._bias_init.update(fc6=1.0, fc7=1.0, fc=0.0)
-        self._init_weights()
+        self._init_weights(init)
 
-    def _init_weights(self) -> None:
+    def _init_weights(self, init: str) -> None:
         # Section 5: weights N(0, 0.01); biases 1 in conv2, conv4, conv5, fc6, fc7 and 0 elsewhere.
+        # "he": He-normal (fan-in) weights and zero biases in the hidden layers; the last layer as the paper's.
         for name, m in self.named_modules():
             if isinstance(m, nn.Conv2d | nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.constant_(m.bias, self._bias_init[name.split(".")[-1]])
+                if init == "paper" or m is self.fc:
+                    nn.init.normal_(m.weight, 0.0, 0.01)
+                    nn.init.constant_(m.bias, self._bias_init[name.split(".")[-1]])
+                else:
+                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                    nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
