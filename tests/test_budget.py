@@ -362,3 +362,12 @@ def test_near_chance_diagnosis_sees_dead_and_collapsed_outputs():
     r = near.diagnose("lenet5_bn", io.StringIO(), tiny)
     assert r["zero_rows"] < 1.0 and r["spread"] > 0 and 0 <= r["recomputed_bn_acc"] <= 1 and 0 <= r["val_acc"] <= 1
     assert near.diagnose("lenet5", io.StringIO(), tiny)["recomputed_bn_acc"] is None  # no batch norm
+
+
+def test_the_configuration_column_names_a_rows_model_keywords():
+    from papernets.bench.runner import describe_config
+
+    p = load_protocol("fashion-budget")
+    rows = {r.id: r for r in p.rows}
+    assert "init he" in describe_config(row_config(p, rows["vgg16"])[0])
+    assert "init" not in describe_config(row_config(p, rows["resnet18"])[0])

@@ -208,7 +208,8 @@ def describe_config(cfg: Config, recipe: str | None = None, runtime: Runtime | N
     micro = t.batch_size // t.accum_steps
     parts.append(f"batch {t.batch_size}" + (f" = {t.accum_steps} x {micro} (accumulated)" if t.accum_steps > 1 else ""))
     parts.append(f"{t.steps:,} steps" if t.steps else f"{t.epochs} epoch{'s' if t.epochs != 1 else ''}")
-    extras = [name for name, on in ((f"label smoothing {t.label_smoothing:g}", t.label_smoothing),
+    extras = [f"{k} {v}" for k, v in sorted(cfg.model.kwargs.items())]  # e.g. "init he"
+    extras += [name for name, on in ((f"label smoothing {t.label_smoothing:g}", t.label_smoothing),
                                     ("mixup", t.mixup_alpha),
                                     ("cutmix", t.cutmix_alpha), ("EMA", t.ema), ("progressive", t.progressive),
                                     ("RandAugment", cfg.data.randaugment_ops),
