@@ -371,3 +371,23 @@ def test_the_configuration_column_names_a_rows_model_keywords():
     rows = {r.id: r for r in p.rows}
     assert "init he" in describe_config(row_config(p, rows["vgg16"])[0])
     assert "init" not in describe_config(row_config(p, rows["resnet18"])[0])
+
+
+def test_apply_sweep_writes_the_chosen_settings_into_the_families_section_and_keeps_the_rest(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("apply_sweep", Path(__file__).parents[1] / "scripts/apply_sweep.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    protocol = tmp_path / "p.yaml"
+    protocol.write_text("# a comment\nbase: {train: {batch_size: 64}}\nfamilies: {}\nmodels:  # rows\n  - resnet20\n")
+    sweep = tmp_path / "s.json"
+    chosen = {"optim": {"name": "sgd", "lr": 0.1}, "train": {"batch_size": 32}}
+    sweep.write_text(json.dumps({"families": {"resnet": {"chosen": chosen}}}))
+    assert mod.main(["--protocol", str(protocol), "--sweep", str(sweep)]) == 0
+    text = protocol.read_text()
+    assert text.startswith("# a comment\n") and "models:  # rows\n  - resnet20\n" in text
+    assert yaml.safe_load(text)["families"] == {"resnet": chosen}
+    assert mod.main(["--protocol", str(protocol), "--sweep", str(sweep)]) == 0 and protocol.read_text() == text
+    assert mod.main(["--protocol", str(tmp_path / "none.yaml"), "--sweep", str(sweep)]) == 2
