@@ -1,32 +1,44 @@
-"""How close each benchmark model comes to this machine's matrix-multiply peak (model FLOP/s utilization).
+"""How close each benchmark model's training and inference come to this machine's matrix-multiply peak (model
+FLOP/s utilization).
 
     python benchmarks/mfu.py [--models NAME ...] [--sizes 28 224] [--rounds 3] [--steps 2] [--peak-n 2048]
                              [--out docs/results/mfu.md] [--resume]
 
-First the peak: the median time of an n x n fp32 ``torch.mm`` (n = ``--peak-n``, 2 n^3 FLOPs) over the rounds, with
-torch's default number of threads, and the same in bf16 where the CPU has bf16 instructions. Then, for every model of
-the ``fashion-budget`` protocol's rows (or ``--models``) at 28 px (1 channel, 10 classes, batch 128: the small-image
-forms the benchmark trains) and at 224 px (3 channels, 1,000 classes, batch 32): training img/s (forward, backward,
-SGD step) and inference img/s, timed by ``papernets.bench.profile.measure_throughput`` in the memory format and
-precision the trainer chooses for the family on this machine (``engine/runtime.py``), the median over the rounds.
-Utilization is the model's FLOP/s over the peak of the precision it ran in:
+First the peak: ``--rounds`` rounds of a few n x n fp32 ``torch.mm`` products (n = ``--peak-n``, 2 n^3 FLOPs each)
+with torch's default number of threads, GFLOP/s of the median round; the same in bf16 where the CPU has bf16
+instructions (``cpu_supports_bf16``), otherwise the output says that it has none. Then, for every model of the
+``fashion-budget`` protocol's rows (each once; or ``--models``), at 28 px (1 channel, 10 classes, batch 128: the
+small-image forms the benchmark trains, ``create_model(name, num_classes=10, in_chans=1, img_size=28)``) and at
+224 px (3 channels, 1,000 classes, batch 32), ``--sizes`` to choose: training img/s (forward, backward, SGD step)
+and inference img/s, timed by ``papernets.bench.profile.measure_throughput`` in the memory format and precision the
+trainer chooses for the family on this CPU (``resolve_runtime``: channels_last per family; bf16 autocast for the
+bf16 families on a CPU with bf16 instructions, fp32 otherwise). Training and inference alternate over the rounds
+(``--steps`` timed steps each), so that a slow spell hits both, and each figure is the median over the rounds. The
+step is timed eager: the families the trainer compiles by default are named under the table.
 
-- training FLOP/s = 3 x forward FLOPs x img/s (backward costs about twice the forward), forward FLOPs = 2 x MACs
-  per image as ``engine/counting.py`` counts them;
+Utilization is a model's FLOP/s over the peak of the precision it ran in:
+
+- forward FLOPs = 2 x MACs per image, as ``meta_model_stats`` (``engine/counting.py``) counts them;
+- training FLOP/s = 3 x forward FLOPs x img/s (the backward pass costs about twice the forward);
 - inference FLOP/s = forward FLOPs x img/s.
 
-Counted MACs are those of convolutions, linear layers and attention matmuls; normalizations, activations, pooling
-and the optimizer step are not counted, so a model whose time goes there shows a low utilization, which is the
-point: it names where the machine's arithmetic is not being used. Rows are kept in a JSON file beside ``--out``
-(each with the peak measured in its own run and its CPU), the table is rewritten after every model, and
-``--resume`` measures only the rows the file lacks. Keep the cores quiet while it runs.
+Counted MACs are those of convolutions, linear layers and attention matmuls; normalizations, activations, pooling,
+memory traffic and the optimizer step are not counted, so a model whose time goes there shows a low utilization,
+which is the point: it names where the machine's arithmetic goes unused. A model that fails at a size gets a row
+saying why. The rows live in a JSON file beside ``--out`` (``mfu.json``), each with the peak measured in the run
+that timed it (and that run's CPU, threads and torch), and the table is rendered from it and rewritten after every
+row, so an interrupted run keeps what it measured; ``--resume`` keeps the rows of that file and measures only the
+missing ones (and those that failed), each new row against the peak measured in this run. Keep the cores quiet
+while it runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
+import shlex
 import statistics
 import sys
 import time
@@ -37,109 +49,200 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "docs" / "results" / "mfu.md"
 SETTINGS = {28: (1, 10, 128), 224: (3, 1000, 32)}  # size -> (channels, classes, batch)
+PEAK_REPS = 3  # products per timed round of the peak
+COLUMNS = ["model", "family", "size", "batch", "GMACs/image", "train img/s", "train GFLOP/s", "train % of peak",
+           "infer img/s", "infer GFLOP/s", "infer % of peak", "memory format", "precision", "CPU"]
 
 
-def _rel(path: Path) -> str:
+def _rel(path: Path | str) -> str:
+    """``path`` relative to the repository; a path outside it by its name only (results never hold absolute
+    paths)."""
+    path = Path(path)
     with contextlib.suppress(ValueError):
-        return str(path.resolve().relative_to(ROOT))
+        return path.resolve().relative_to(ROOT).as_posix()
     return path.name
 
 
-def matmul_peak(n: int, dtype: torch.dtype, rounds: int) -> float:
-    """GFLOP/s of an n x n ``torch.mm`` in ``dtype``: 2 n^3 over the median time of ``rounds`` timed products."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    torch.mm(a, b)  # warm-up
+def command_line(argv: list[str]) -> str:
+    """The command as run, with the ``--out`` path relative to the repository."""
+    words = []
+    for i, word in enumerate(argv):
+        if i and argv[i - 1] == "--out":
+            word = _rel(word)
+        elif word.startswith("--out="):
+            word = "--out=" + _rel(word[len("--out="):])
+        words.append(shlex.quote(word))
+    return " ".join(["python benchmarks/mfu.py", *words])
+
+
+def matmul_peak(n: int, dtype: torch.dtype, rounds: int, reps: int = PEAK_REPS) -> float:
+    """GFLOP/s of an n x n ``torch.mm`` in ``dtype``: 2 n^3 per product, over the median of ``rounds`` (at least 3)
+    timed rounds of ``reps`` products each, after one untimed product."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(n, n, generator=gen).to(dtype), torch.randn(n, n, generator=gen).to(dtype)
+    out = torch.mm(a, b)  # warm-up: oneDNN/BLAS picks its kernel, the output buffer is allocated
     times = []
     for _ in range(max(rounds, 3)):
         t0 = time.perf_counter()
-        torch.mm(a, b)
-        times.append(time.perf_counter() - t0)
+        for _ in range(reps):
+            torch.mm(a, b, out=out)
+        times.append((time.perf_counter() - t0) / reps)
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
-def measure_row(name: str, size: int, rounds: int, steps: int) -> dict:
-    """One model at one size: img/s of training and inference in the trainer's runtime for the family."""
-    from papernets.bench.profile import measure_throughput
+def measure_peaks(n: int, rounds: int) -> dict:
+    """This run's CPU, threads, torch and matmul peaks (``peak_bf16`` None where the CPU has no bf16)."""
+    from papernets.engine.speed import cpu_label, cpu_supports_bf16
+
+    bf16 = cpu_supports_bf16()
+    return {"cpu": cpu_label(), "threads": torch.get_num_threads(), "torch": torch.__version__, "peak_n": n,
+            "peak_fp32": matmul_peak(n, torch.float32, rounds),
+            "peak_bf16": matmul_peak(n, torch.bfloat16, rounds) if bf16 else None}
+
+
+def describe_run(run: dict) -> str:
+    return (f"{run['cpu']}, {run['threads']} threads, torch {run['torch']}: fp32 peak {run['peak_fp32']:.1f} GFLOP/s"
+            + (f", bf16 peak {run['peak_bf16']:.1f} GFLOP/s" if run.get("peak_bf16")
+               else ", bf16: not supported by this CPU")
+            + f" ({run['peak_n']} x {run['peak_n']} torch.mm)")
+
+
+def trainer_runtime(family: str) -> tuple[bool, str, bool]:
+    """(channels_last, "bf16" or "fp32", whether the trainer compiles the step) for a family on this CPU, as the
+    trainer resolves a config that leaves every speed option unset."""
     from papernets.config import TrainConfig
-    from papernets.engine.counting import meta_model_stats
     from papernets.engine.runtime import resolve_runtime
+
+    rt = resolve_runtime(TrainConfig(), family, torch.device("cpu"), training=True)
+    return rt.channels_last, "bf16" if rt.amp == "bf16" else "fp32", rt.compile
+
+
+def measure_row(name: str, size: int, rounds: int, steps: int) -> dict:
+    """One model at one size: training and inference img/s in the trainer's runtime for the family, and the
+    counted MACs per image."""
+    from papernets.bench.profile import measure_throughput, meta_model_stats
     from papernets.registry import create_model, get_entry
 
     entry = get_entry(name)
     chans, classes, batch = SETTINGS[size]
+    channels_last, precision, _ = trainer_runtime(entry.family)
     _, macs = meta_model_stats(entry.name, img_size=size, in_chans=chans, num_classes=classes)
-    rt = resolve_runtime(TrainConfig(), entry.family, torch.device("cpu"), training=True)
+    torch.manual_seed(0)
     model = create_model(entry.name, num_classes=classes, in_chans=chans, img_size=size)
     x = torch.randn(batch, chans, size, size)
-    if rt.channels_last:
+    if channels_last:
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    amp = torch.autocast("cpu", torch.bfloat16) if rt.amp == "bf16" else contextlib.nullcontext()
-    train, infer = [], []
-    with amp:
-        for r in range(rounds):  # training and inference alternate, so that a slow spell hits both
-            for kind in ("train", "infer") if r % 2 == 0 else ("infer", "train"):
-                ips = measure_throughput(model, x, kind == "train", steps=steps, warmup=1 if r == 0 else 0)
-                (train if kind == "train" else infer).append(ips)
-    fwd = 2 * macs  # FLOPs per image
-    t, i = statistics.median(train), statistics.median(infer)
-    return {"model": entry.name, "family": entry.family, "size": size, "batch": batch, "gmacs": macs / 1e9,
-            "train_ips": t, "train_gflops": 3 * fwd * t / 1e9, "infer_ips": i, "infer_gflops": fwd * i / 1e9,
-            "memory_format": "channels_last" if rt.channels_last else "NCHW",
-            "precision": "bf16" if rt.amp == "bf16" else "fp32"}
+    amp = torch.autocast("cpu", torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+    rates: dict[str, list[float]] = {"train": [], "infer": []}
+    try:
+        with amp:
+            for r in range(rounds):  # training and inference alternate, so that a slow spell hits both
+                for kind in ("train", "infer") if r % 2 == 0 else ("infer", "train"):
+                    rates[kind].append(measure_throughput(model, x, kind == "train", steps=steps,
+                                                          warmup=1 if r == 0 else 0))
+    finally:
+        del model, x
+        gc.collect()
+    t, i = statistics.median(rates["train"]), statistics.median(rates["infer"])
+    fwd = 2 * macs  # forward FLOPs per image
+    return {"gmacs": macs / 1e9, "train_ips": t, "train_gflops": 3 * fwd * t / 1e9, "infer_ips": i,
+            "infer_gflops": fwd * i / 1e9}
+
+
+def _pct(x: float) -> str:
+    return f"{x:.1f}%" if x >= 1 else f"{x:.2f}%"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _rows(n: int) -> str:
+    return f"{n} row" + ("" if n == 1 else "s")
+
+
+def summary_lines(rows: list[dict]) -> list[str]:
+    """The median training utilization over all measured rows (and per size), and the five lowest rows."""
+    good = [r for r in rows if not r.get("error")]
+    if not good:
+        return ["No row measured yet."]
+    sizes = sorted({r["size"] for r in good})
+    per_size = "; ".join(f"{s} px {_pct(statistics.median(r['train_pct'] for r in good if r['size'] == s))} "
+                         f"({_rows(sum(r['size'] == s for r in good))})" for s in sizes)
+    lowest = sorted(good, key=lambda r: r["train_pct"])[:5]
+    return [
+        f"Median training utilization over all {_rows(len(good))} measured: "
+        f"{_pct(statistics.median(r['train_pct'] for r in good))} of peak (inference: "
+        f"{_pct(statistics.median(r['infer_pct'] for r in good))}); by size: {per_size}.",
+        "Five lowest in training: " + ", ".join(f"`{r['model']}` at {r['size']} px {_pct(r['train_pct'])}"
+                                                for r in lowest) + ".",
+    ]
 
 
 def render(data: dict) -> str:
-    rows = data["rows"]
+    """The markdown table of ``data`` (the JSON file's content)."""
+    rows = sorted(data["rows"], key=lambda r: (r["size"], r["model"]))
+    runs = []
+    for r in rows:
+        run = {k: r.get(k) for k in ("cpu", "threads", "torch", "peak_n", "peak_fp32", "peak_bf16")}
+        if run not in runs:
+            runs.append(run)
     lines = [
-        "# Utilization: model FLOP/s against the measured matmul peak", "",
-        f"Written by `{data['command']}`. Peak of the run that timed each row: an n x n `torch.mm` (n = "
-        f"{data['peak_n']}), median of the rounds, torch's default threads. Training FLOP/s = 3 x forward FLOPs x "
-        "img/s (forward FLOPs = 2 x counted MACs per image); inference FLOP/s = forward FLOPs x img/s; each as a share "
-        "of the peak of the precision the row ran in (the trainer's choice for the family on that CPU). 28 px: the "
-        "small-image form, 1 channel, 10 classes, batch 128; 224 px: 3 channels, 1,000 classes, batch 32. How it "
-        "is measured and what the counted MACs leave out: `benchmarks/mfu.py`.", "",
+        "# Model FLOP/s utilization: training and inference against the measured matmul peak", "",
+        "Written by " + ", then ".join(f"`{c}`" for c in data["commands"]) + ". The peak of the run that timed "
+        f"each row: an n x n `torch.mm`, GFLOP/s (2 n^3 per product) of the median of the rounds, torch's default "
+        "threads. Training FLOP/s = 3 x forward FLOPs x img/s (forward, backward, SGD step), inference FLOP/s = "
+        "forward FLOPs x img/s, forward FLOPs = 2 x counted MACs per image; each as a share of the peak of the "
+        "precision the row ran in, the memory format and precision the trainer chooses for the family on that CPU. "
+        "28 px: the small-image form, 1 channel, 10 classes, batch "
+        f"{SETTINGS[28][2]}; 224 px: 3 channels, 1,000 classes, batch {SETTINGS[224][2]}. Median of the rounds, "
+        "training and inference alternating. What the counted MACs leave out: `benchmarks/mfu.py`. Runs (CPU, "
+        "threads, torch, peaks):",
+        "",
+        *[f"- {describe_run(run)}" for run in runs],
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
     ]
-    runs = {(r["cpu"], r["threads"], r["torch"], r["peak_fp32"], r.get("peak_bf16")) for r in rows}
-    for cpu, threads, version, p32, p16 in sorted(runs, key=str):
-        lines.append(f"- {cpu}, {threads} threads, torch {version}: fp32 peak {p32:.1f} GFLOP/s"
-                     + (f", bf16 peak {p16:.1f} GFLOP/s" if p16 else ", bf16: not supported by this CPU"))
-    lines += ["", "| model | family | size | batch | GMACs/image | train img/s | train GFLOP/s | train % of peak | "
-              "infer img/s | infer GFLOP/s | infer % of peak | memory format | precision | CPU |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (r["size"], r["model"])):
+    for r in rows:
+        head = [f"`{r['model']}`", r.get("family", ""), str(r["size"]), str(r.get("batch", ""))]
         if r.get("error"):
-            lines.append(f"| `{r['model']}` | {r.get('family', '')} | {r['size']} | | | | | | | | | | | failed: "
-                         f"{r['error']} |")
-            continue
-        lines.append(f"| `{r['model']}` | {r['family']} | {r['size']} | {r['batch']} | {r['gmacs']:.3g} | "
-                     f"{r['train_ips']:.1f} | {r['train_gflops']:.1f} | {r['train_pct']:.0f}% | {r['infer_ips']:.1f} | "
-                     f"{r['infer_gflops']:.1f} | {r['infer_pct']:.0f}% | {r['memory_format']} | {r['precision']} | "
-                     f"{r['cpu']} |")
-    good = [r for r in rows if not r.get("error")]
-    if good:
-        for size in sorted({r["size"] for r in good}):
-            at = [r for r in good if r["size"] == size]
-            lowest = sorted(at, key=lambda r: r["train_pct"])[:5]
-            median = statistics.median(r["train_pct"] for r in at)
-            lines += ["", f"{size} px: median training utilization {median:.0f}% of peak ({len(at)} models; inference "
-                      f"{statistics.median(r['infer_pct'] for r in at):.0f}%); the five lowest in training: "
-                      + ", ".join(f"`{r['model']}` {r['train_pct']:.0f}%" for r in lowest) + "."]
+            gmacs = f"{r['gmacs']:.3g}" if r.get("gmacs") is not None else "-"
+            cells = [*head, gmacs, _cell(f"failed: {r['error']}"), *["-"] * 5, r.get("memory_format", "-"),
+                     r.get("precision", "-"), r["cpu"]]
+        else:
+            cells = [*head, f"{r['gmacs']:.3g}", f"{r['train_ips']:.1f}", f"{r['train_gflops']:.2f}",
+                     _pct(r["train_pct"]), f"{r['infer_ips']:.1f}", f"{r['infer_gflops']:.2f}", _pct(r["infer_pct"]),
+                     r["memory_format"], r["precision"], r["cpu"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", *summary_lines(rows)]
+    compiled = sorted({r["family"] for r in rows if r.get("trainer_compiles")})
+    if compiled:
+        lines.append(f"Timed eager; by default the trainer compiles the training step of {', '.join(compiled)} "
+                     "(`torch.compile`, in runs that pay the compile time back), which these rows do not include.")
     return "\n".join(lines) + "\n"
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:
     from papernets.bench.protocol import load_protocol
-    from papernets.engine.speed import cpu_label, cpu_supports_bf16
     from papernets.registry import get_entry
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "), allow_abbrev=False)
+    parser.add_argument("--models", nargs="+", help="default: the models of the fashion-budget protocol's rows")
     parser.add_argument("--sizes", nargs="+", type=int, default=[28, 224], choices=sorted(SETTINGS))
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=2, help="timed steps per round and kind")
-    parser.add_argument("--peak-n", type=int, default=2048)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (and peak rounds, at least 3)")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per round, training and inference each")
+    parser.add_argument("--peak-n", type=int, default=2048, help="matrix size of the peak's torch.mm")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the table; its rows go to the .json beside it")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows of --out's .json and measure only the missing ones (and failed ones)")
     args = parser.parse_args(argv)
     for flag, value in (("--rounds", args.rounds), ("--steps", args.steps), ("--peak-n", args.peak_n)):
         if value < 1:
@@ -152,38 +255,52 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mfu: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
     json_path = args.out.with_suffix(".json")
-    command = "python benchmarks/mfu.py" + (f" --models {' '.join(args.models)}" if args.models else "") + (
-        f" --sizes {' '.join(map(str, args.sizes))} --rounds {args.rounds} --steps {args.steps} "
-        f"--peak-n {args.peak_n} --out {_rel(args.out)}")
-    data = json.loads(json_path.read_text()) if args.resume and json_path.is_file() else {"rows": []}
-    data.update(command=command, peak_n=args.peak_n)
-    done = {(r["model"], r["size"]) for r in data["rows"]}
-    run = {"cpu": cpu_label(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-           "peak_fp32": matmul_peak(args.peak_n, torch.float32, args.rounds),
-           "peak_bf16": matmul_peak(args.peak_n, torch.bfloat16, args.rounds) if cpu_supports_bf16() else None}
-    print(f"{run['cpu']}, {run['threads']} threads: fp32 peak {run['peak_fp32']:.1f} GFLOP/s"
-          + (f", bf16 peak {run['peak_bf16']:.1f} GFLOP/s" if run["peak_bf16"] else ", bf16: not supported"),
-          flush=True)
+    command = command_line(argv)
+    data: dict = {"commands": [], "rows": []}
+    if args.resume:
+        if json_path.is_file():
+            data = json.loads(json_path.read_text())
+            data.setdefault("commands", [])
+        elif args.out.is_file():
+            print(f"mfu: --resume needs the rows of {_rel(args.out)} in {_rel(json_path)}, which is missing",
+                  file=sys.stderr)
+            return 2
+    done = {(r["model"], r["size"]) for r in data["rows"] if not r.get("error")}
+    todo = [(n, s) for n in names for s in args.sizes if (n, s) not in done]
+
+    run = measure_peaks(args.peak_n, args.rounds)
+    print(f"{describe_run(run)}; peak median of {max(args.rounds, 3)} rounds", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        for size in args.sizes:
-            if (name, size) in done:
-                continue
-            try:
-                row = measure_row(name, size, args.rounds, args.steps)
-                peak = run["peak_bf16"] if row["precision"] == "bf16" else run["peak_fp32"]
-                row.update(train_pct=100 * row["train_gflops"] / peak, infer_pct=100 * row["infer_gflops"] / peak)
-                print(f"{name} @ {size}: train {row['train_ips']:.1f} img/s = {row['train_pct']:.0f}% of peak, "
-                      f"infer {row['infer_ips']:.1f} img/s = {row['infer_pct']:.0f}%", flush=True)
-            except Exception as exc:  # a model that does not run at a size gets a row saying why
-                row = {"model": name, "size": size, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
-                print(f"{name} @ {size}: {row['error']}", flush=True)
-            data["rows"].append({**row, **run})
-            for path, text in ((json_path, json.dumps(data, indent=2) + "\n"), (args.out, render(data))):
-                tmp = path.with_name(path.name + ".tmp")
-                tmp.write_text(text)
-                tmp.replace(path)
-    print(f"wrote {_rel(args.out)}")
+    if todo and command not in data["commands"]:
+        data["commands"].append(command)
+    for name, size in todo:
+        family = get_entry(name).family
+        channels_last, precision, compiles = trainer_runtime(family)
+        row = {"model": name, "family": family, "size": size, "batch": SETTINGS[size][2],
+               "memory_format": "channels_last" if channels_last else "NCHW", "precision": precision,
+               "trainer_compiles": compiles}
+        try:
+            row.update(measure_row(name, size, args.rounds, args.steps))
+            peak = run["peak_bf16"] if precision == "bf16" else run["peak_fp32"]
+            row.update(train_pct=100 * row["train_gflops"] / peak, infer_pct=100 * row["infer_gflops"] / peak)
+            print(f"{name} @ {size} px ({row['memory_format']}, {precision}): train {row['train_ips']:.1f} img/s "
+                  f"{row['train_gflops']:.2f} GFLOP/s = {_pct(row['train_pct'])} of peak, infer "
+                  f"{row['infer_ips']:.1f} img/s {row['infer_gflops']:.2f} GFLOP/s = {_pct(row['infer_pct'])}",
+                  flush=True)
+        except Exception as exc:  # a model that does not run at a size gets a row saying why
+            lines = str(exc).strip().splitlines() or [""]
+            row["error"] = f"{type(exc).__name__}: {lines[0][:200]}".rstrip(": ")
+            print(f"{name} @ {size} px: failed: {row['error']}", flush=True)
+        data["rows"] = [r for r in data["rows"] if (r["model"], r["size"]) != (name, size)] + [{**row, **run}]
+        _write(json_path, json.dumps(data, indent=2) + "\n")
+        _write(args.out, render(data))
+    if not todo:  # nothing left to measure: the table is rendered again from the rows (e.g. after a format change)
+        if data["rows"]:
+            _write(args.out, render(data))
+        print("mfu: every requested row is already in " + _rel(json_path))
+    for line in summary_lines(data["rows"]):
+        print(line)
+    print(f"wrote {_rel(args.out)} and {_rel(json_path)}")
     return 0
 
 

@@ -1,47 +1,92 @@
-"""benchmarks/mfu.py: the utilization table's arithmetic, its resume and its errors (no speed is asserted)."""
+"""benchmarks/mfu.py: the utilization table's arithmetic, its summary, its resume and its failed rows (the tool is
+checked, not the machine: no speed is asserted)."""
 
 import json
+import re
+import statistics
 
 import pytest
 
 from conftest import benchmark_module
 
+HEADER = ("| model | family | size | batch | GMACs/image | train img/s | train GFLOP/s | train % of peak | infer img/s "
+          "| infer GFLOP/s | infer % of peak | memory format | precision | CPU |")
+
 
 @pytest.fixture
 def mfu(monkeypatch):
     module = benchmark_module("mfu")
-    monkeypatch.setitem(module.SETTINGS, 28, (1, 10, 8))  # a tiny batch: this checks the tool, not the machine
+    monkeypatch.setitem(module.SETTINGS, 28, (1, 10, 4))  # a tiny batch
     return module
 
 
-def test_mfu_table_is_the_counted_flops_over_the_measured_peak_and_resumes(mfu, tmp_path, monkeypatch, capsys):
+def table(md: str) -> dict[str, dict[str, str]]:
+    """The table's rows by model, each as {column: cell}."""
+    cols = [c.strip() for c in HEADER.strip("|").split("|")]
+    rows = {}
+    for line in md.splitlines():
+        if line.startswith("| `"):
+            split = re.split(r"(?<!\\)\|", line.strip()[1:-1])  # not at an escaped "\|"
+            cells = dict(zip(cols, (c.strip() for c in split), strict=True))
+            rows[cells["model"].strip("`")] = cells
+    return rows
+
+
+def test_mfu_is_the_counted_flops_over_the_measured_peak_and_resumes(mfu, tmp_path, monkeypatch, capsys):
     out = tmp_path / "mfu.md"
-    args = ["--sizes", "28", "--rounds", "1", "--steps", "1", "--peak-n", "128", "--out", str(out)]
+    args = ["--sizes", "28", "--rounds", "1", "--steps", "1", "--peak-n", "256", "--out", str(out)]
     assert mfu.main(["--models", "lenet5_bn", "resnet20", *args]) == 0
+    printed = capsys.readouterr().out
+    assert "threads" in printed and "fp32 peak" in printed
+    assert "bf16 peak" in printed or "bf16: not supported by this CPU" in printed
     data = json.loads(out.with_suffix(".json").read_text())
-    assert [(r["model"], r["size"], r["batch"]) for r in data["rows"]] == [("lenet5_bn", 28, 8), ("resnet20", 28, 8)]
+    assert [(r["model"], r["size"], r["batch"]) for r in data["rows"]] == [("lenet5_bn", 28, 4), ("resnet20", 28, 4)]
+    md = out.read_text()
+    assert HEADER in md
+    cells = table(md)
+    assert set(cells) == {"lenet5_bn", "resnet20"}
     for r in data["rows"]:
-        assert r["train_gflops"] == pytest.approx(6 * r["gmacs"] * r["train_ips"])
+        assert r["gmacs"] > 0 and r["train_ips"] > 0 and r["infer_ips"] > 0
+        assert r["train_gflops"] == pytest.approx(6 * r["gmacs"] * r["train_ips"])  # 3 x (2 x MACs) x img/s
         assert r["infer_gflops"] == pytest.approx(2 * r["gmacs"] * r["infer_ips"])
         peak = r["peak_bf16"] if r["precision"] == "bf16" else r["peak_fp32"]
-        assert r["train_pct"] == pytest.approx(100 * r["train_gflops"] / peak) and peak > 0
-        assert r["cpu"] and r["threads"] >= 1
-    md = out.read_text()
-    assert "| model | family | size | batch | GMACs/image | train img/s | train GFLOP/s | train % of peak |" in md
-    assert "28 px: median training utilization" in md and "the five lowest in training: `" in md
+        assert peak > 0 and r["peak_n"] == 256 and r["threads"] >= 1 and r["cpu"] and r["torch"]
+        assert r["train_pct"] == pytest.approx(100 * r["train_gflops"] / peak)
+        assert r["infer_pct"] == pytest.approx(100 * r["infer_gflops"] / peak)
+        c = cells[r["model"]]  # the table prints the JSON's figures
+        assert float(c["train GFLOP/s"]) == pytest.approx(r["train_gflops"], abs=0.006)
+        assert float(c["train % of peak"].rstrip("%")) == pytest.approx(r["train_pct"], abs=0.06)
+        assert float(c["infer img/s"]) == pytest.approx(r["infer_ips"], abs=0.06)
+        assert (c["family"], c["size"], c["batch"], c["precision"]) == (r["family"], "28", "4", r["precision"])
+        assert c["memory format"] in ("channels_last", "NCHW")
+    median = statistics.median(r["train_pct"] for r in data["rows"])
+    summary = re.search(r"^Median training utilization over all 2 rows measured: ([\d.]+)% of peak", md, re.M)
+    assert summary and float(summary.group(1)) == pytest.approx(median, abs=0.06)
+    lowest = re.search(r"^Five lowest in training: (.*)\.$", md, re.M).group(1)
+    assert "`lenet5_bn` at 28 px" in lowest and "`resnet20` at 28 px" in lowest
+    assert "python benchmarks/mfu.py --models lenet5_bn resnet20 --sizes 28" in md
+    assert str(tmp_path) not in md + out.with_suffix(".json").read_text()  # no absolute path in the results
 
     calls = []
 
     def fake(name, size, rounds, steps):
-        calls.append(name)
-        return {"model": name, "family": "nin", "size": size, "batch": 8, "gmacs": 0.1, "train_ips": 10.0,
-                "train_gflops": 6.0, "infer_ips": 30.0, "infer_gflops": 6.0, "memory_format": "NCHW",
-                "precision": "fp32"}
+        calls.append((name, size))
+        return {"gmacs": 0.1, "train_ips": 10.0, "train_gflops": 6.0, "infer_ips": 30.0, "infer_gflops": 6.0}
 
     monkeypatch.setattr(mfu, "measure_row", fake)
+    monkeypatch.setattr(mfu, "matmul_peak", lambda n, dtype, rounds: 600.0)  # this run's peak
     assert mfu.main(["--models", "lenet5_bn", "resnet20", "nin", "--resume", *args]) == 0
-    assert calls == ["nin"]  # the two rows already in the file are kept, not measured again
-    assert len(json.loads(out.with_suffix(".json").read_text())["rows"]) == 3
+    assert calls == [("nin", 28)]  # the two rows already in the file are kept, not measured again
+    resumed = json.loads(out.with_suffix(".json").read_text())
+    assert resumed["rows"][:2] == data["rows"]  # each with the peak of the run that timed it
+    nin = resumed["rows"][2]
+    assert nin["peak_fp32"] == 600.0 and nin["train_pct"] == pytest.approx(1.0)
+    md = out.read_text()
+    assert set(table(md)) == {"lenet5_bn", "resnet20", "nin"}
+    assert "Median training utilization over all 3 rows measured" in md
+    assert "then `python benchmarks/mfu.py --models lenet5_bn resnet20 nin --resume" in md
+    assert mfu.main(["--models", "nin", "--resume", *args]) == 0  # nothing left to measure
+    assert calls == [("nin", 28)]
 
 
 def test_mfu_rejects_bad_arguments_and_keeps_a_failed_row(mfu, tmp_path, monkeypatch, capsys):
@@ -52,8 +97,11 @@ def test_mfu_rejects_bad_arguments_and_keeps_a_failed_row(mfu, tmp_path, monkeyp
     assert "no_such_model" in capsys.readouterr().err
 
     def broken(name, size, rounds, steps):
-        raise RuntimeError("input too small")
+        raise RuntimeError("input too small | for this model\nsecond line")
 
     monkeypatch.setattr(mfu, "measure_row", broken)
-    assert mfu.main(["--models", "lenet5_bn", "--sizes", "28", "--peak-n", "64", "--out", str(out)]) == 0
-    assert "failed: RuntimeError: input too small" in out.read_text()
+    assert mfu.main(["--models", "lenet5_bn", "--sizes", "28", "--rounds", "1", "--peak-n", "64",
+                     "--out", str(out)]) == 0
+    row = table(out.read_text())["lenet5_bn"]  # the row still has every column
+    assert row["train img/s"] == "failed: RuntimeError: input too small \\| for this model"
+    assert "No row measured yet." in out.read_text()
