@@ -115,9 +115,9 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
 
     code = re.search(r"```python\n(.*?)```", README.read_text(), flags=re.S).group(1)
     assert len([line for line in code.splitlines() if line and not line.startswith(("import", "from"))]) <= 5
-    given = 'papernets.train("quickstart", epochs=1)'
+    given = 'papernets.train("quickstart", steps=200)'
     assert code.count(given) == 1, "the README's example changed: update this test's substitution"
-    tiny = code.replace(given, 'papernets.train("quickstart", epochs=1, data={"name": "synthetic", "limit": 64}, '
+    tiny = code.replace(given, 'papernets.train("quickstart", steps=2, data={"name": "synthetic", "limit": 64}, '
                                'batch_size=32, model={"name": "lenet5_bn"}, plots=False)')
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
