@@ -6,8 +6,8 @@ import re
 import numpy as np
 import pytest
 import torch
-from torch import nn
 from PIL import Image
+from torch import nn
 
 import papernets
 from papernets.cli import main
@@ -129,7 +129,8 @@ def _export_model(name, size, in_chans, tmp_path):
     would have: with the initial statistics (mean 0, variance 1) a deep network's logits reach thousands (DenseNet-40:
     about 5,000), where fp32 rounding alone differs by more than 1e-4 between two correct implementations. Heads
     initialized to zero (ViT, Mixer, gMLP) get small random weights, and VGG and AlexNet He initialization (with
-    their papers' initializations the logits barely depend on the image: 5e-4 and 8e-5 apart), so that the logits differ between images and a wrong file cannot pass the check."""
+    their papers' initializations the logits barely depend on the image: 5e-4 and 8e-5 apart), so that the logits
+    differ between images and a wrong file cannot pass the check."""
     from papernets.engine.evaluation import recompute_bn_stats
 
     g = torch.Generator().manual_seed(0)

@@ -465,7 +465,8 @@ def test_vgg_he_initialization_keeps_the_signal_that_glorot_loses():
             stds[init] = float(model(x).std())
         conv = model.features[0]
         if init == "he":
-            assert float(conv.weight.detach().std()) == pytest.approx((2 / 9) ** 0.5, rel=0.1)  # sqrt(2 / fan_in), 1x3x3
+            # sqrt(2 / fan_in), fan_in 1x3x3
+            assert float(conv.weight.detach().std()) == pytest.approx((2 / 9) ** 0.5, rel=0.1)
     assert stds["glorot"] < 0.01 and 0.3 < stds["he"] < 3
     with pytest.raises(ValueError, match="VGG init 'x' is not one of"):
         create_model("vgg16", init="x")

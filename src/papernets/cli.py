@@ -463,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--image-size", dest="image_size", type=int, help="input size (default: the run's)")
     x.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     x.add_argument("--no-check", dest="no_check", action="store_true",
-                   help="keep the file even if its logits differ from the model's by more than 1e-4 x max(1, largest |logit|)")
+                   help="keep the file even if its logits differ from the model's by more than "
+                        "1e-4 x max(1, largest |logit|)")
     x.set_defaults(func=cmd_export)
 
     r = sub.add_parser("runs", help="one line per run under a folder: model, epochs, accuracy, time, status")

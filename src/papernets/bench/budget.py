@@ -156,7 +156,8 @@ def _trial(protocol: Protocol, row: Row, settings: dict[str, Any], spec: dict[st
     record_path = run_dir / "trial.json"
     if record_path.is_file():
         record = json.loads(record_path.read_text())
-        if record.get("settings") == json.loads(json.dumps(settings)) and record.get("row_config") == json.loads(json.dumps(row.config)):
+        same = json.loads(json.dumps({"settings": settings, "row_config": row.config}))
+        if {k: record.get(k) for k in same} == same:
             return record
         print(f"sweep: {run_dir} was run with other settings (the protocol's sweep changed); running it again",
               file=log, flush=True)

@@ -14,8 +14,9 @@ difference is returned, and above ``tolerance`` (1e-4) times the logits' scale, 
 export fails unless ``check`` is off. The scale: fp32 keeps about 7 significant digits, so two correct fp32
 evaluations of a deep network agree to a fraction of its logits' size, not to a fixed amount (Inception-v3 at 28 px:
 PyTorch's own fp32 logits, up to 6.7, differ from an fp64 evaluation of the same model by 2.6e-4); for logits
-within [-1, 1] the limit is 1e-4 exactly. ``load_onnx`` reads an exported ONNX file back as a ``TrainedModel`` (``engine/inference.py``), so that
-``papernets predict`` and ``papernets eval`` run it with onnxruntime exactly as they run a checkpoint.
+within [-1, 1] the limit is 1e-4 exactly. ``load_onnx`` reads an exported ONNX file back as a ``TrainedModel``
+(``engine/inference.py``), so that ``papernets predict`` and ``papernets eval`` run it with onnxruntime exactly as
+they run a checkpoint.
 """
 
 from __future__ import annotations
