@@ -320,8 +320,11 @@ def test_a_full_disk_names_the_disk(tmp_path, monkeypatch):
 
 
 def test_ctrl_c_while_starting_is_one_line_and_exit_130():
+    # Ctrl-C's default action in the child, whatever the test runner inherited (a job started in the background
+    # with `&` ignores SIGINT, and its children with it)
     proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "papernets"), "models"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(0.4)  # importing torch and the models takes longer than this
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)

@@ -18,8 +18,9 @@ _previous_sigint = None
 if _CLI:
     import signal as _signal
 
-    try:
-        _previous_sigint = _signal.signal(_signal.SIGINT, _interrupted_while_starting)
+    try:  # a SIGINT the parent ignores (a background job, nohup) stays ignored, as Python leaves it
+        if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+            _previous_sigint = _signal.signal(_signal.SIGINT, _interrupted_while_starting)
     except ValueError:  # not the main thread
         pass
 try:
