@@ -46,6 +46,8 @@ from pathlib import Path
 
 import torch
 
+from papernets.engine.rundir import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "docs" / "results" / "mfu.md"
 SETTINGS = {28: (1, 10, 128), 224: (3, 1000, 32)}  # size -> (channels, classes, batch)
@@ -223,12 +225,6 @@ def render(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     from papernets.bench.protocol import load_protocol
     from papernets.registry import get_entry
@@ -292,11 +288,11 @@ def main(argv: list[str] | None = None) -> int:
             row["error"] = f"{type(exc).__name__}: {lines[0][:200]}".rstrip(": ")
             print(f"{name} @ {size} px: failed: {row['error']}", flush=True)
         data["rows"] = [r for r in data["rows"] if (r["model"], r["size"]) != (name, size)] + [{**row, **run}]
-        _write(json_path, json.dumps(data, indent=2) + "\n")
-        _write(args.out, render(data))
+        atomic_write_text(json_path, json.dumps(data, indent=2) + "\n")
+        atomic_write_text(args.out, render(data))
     if not todo:  # nothing left to measure: the table is rendered again from the rows (e.g. after a format change)
         if data["rows"]:
-            _write(args.out, render(data))
+            atomic_write_text(args.out, render(data))
         print("mfu: every requested row is already in " + _rel(json_path))
     for line in summary_lines(data["rows"]):
         print(line)

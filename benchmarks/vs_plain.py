@@ -89,6 +89,7 @@ import torchvision.transforms as transforms
 import papernets
 from papernets.config import DataConfig
 from papernets.data.datasets import DATASETS, DatasetError, _candidate_roots, _find_file
+from papernets.engine.rundir import atomic_write_text
 from papernets.engine.speed import cpu_label
 
 REPO = Path(__file__).resolve().parents[1]
@@ -339,15 +340,14 @@ def publish(out: Path, text: str) -> None:
     else:
         new = (old + ("\n" if old and not old.endswith("\n") else "") + ("\n" if old else "") + text)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(new)
-    tmp.replace(out)
+    atomic_write_text(out, new)
 
 
 def save(json_path: Path, out: Path, rows: list[dict[str, Any]], settings: dict[str, int],
          commands: list[str]) -> None:
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps({"settings": settings, "commands": commands, "rows": rows}, indent=1) + "\n")
+    data = {"settings": settings, "commands": commands, "rows": rows}
+    atomic_write_text(json_path, json.dumps(data, indent=1) + "\n")
     publish(out, section(rows, settings, commands))
 
 
