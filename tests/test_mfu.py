@@ -105,3 +105,54 @@ def test_mfu_rejects_bad_arguments_and_keeps_a_failed_row(mfu, tmp_path, monkeyp
     row = table(out.read_text())["lenet5_bn"]  # the row still has every column
     assert row["train img/s"] == "failed: RuntimeError: input too small \\| for this model"
     assert "No row measured yet." in out.read_text()
+
+
+@pytest.fixture
+def breakdown(monkeypatch):
+    module = benchmark_module("op_breakdown")
+    monkeypatch.setattr(module, "BATCH", 4)
+    return module
+
+
+def test_op_breakdown_sees_every_counted_convolution_and_splits_the_whole_step(breakdown):
+    # The convolutions' MACs read from the profiled shapes are the counted MACs less the linear layers': for LeNet-5
+    # (sparse C3 = grouped convs; F6 120x84 and the 84x10 classifier) and ShuffleNet (grouped 1x1, depthwise).
+    lenet = breakdown.breakdown("lenet5_bn", steps=1)
+    assert sum(lenet["conv_macs"].values()) == lenet["counted_macs"] - 4 * (120 * 84 + 84 * 10)
+    assert lenet["conv_macs"]["conv grouped"] > 0 and lenet["conv_macs"]["conv depthwise"] == 0
+    shuffle = breakdown.breakdown("shufflenet_v1_g3", steps=1)
+    assert shuffle["conv_macs"]["conv grouped"] > 0 and shuffle["conv_macs"]["conv depthwise"] > 0
+    assert shuffle["counted_macs"] - sum(shuffle["conv_macs"].values()) == 4 * 960 * 10  # the classifier
+    for r in (lenet, shuffle):
+        assert sum(r["shares"].values()) == pytest.approx(1.0)
+        assert r["shares"]["optimizer"] > 0 and r["shares"]["normalization"] > 0 and r["step_ms"] > 0
+    assert breakdown.conv_kind(32, [32, 1, 3, 3]) == "conv depthwise"
+    assert breakdown.conv_kind(32, [64, 8, 1, 1]) == "conv grouped"
+    assert breakdown.conv_kind(32, [64, 32, 1, 1]) == "conv 1 x 1"
+    assert breakdown.conv_kind(32, [64, 32, 3, 3]) == "conv k x k"
+    assert breakdown.name_kind("aten::native_batch_norm_backward") == "normalization"
+    assert breakdown.name_kind("aten::threshold_backward") == "activation"
+    assert breakdown.name_kind("aten::cat") == "memory" and breakdown.name_kind("aten::add_") == "elementwise"
+
+
+def test_op_breakdown_writes_its_table_and_rejects_bad_arguments(breakdown, tmp_path, capsys):
+    out = tmp_path / "ob.md"
+    mfu_rows = tmp_path / "mfu.json"
+    mfu_rows.write_text(json.dumps({"rows": [
+        {"model": "resnet20", "size": 28, "train_pct": 60.0}, {"model": "lenet5_bn", "size": 28, "train_pct": 2.0},
+        {"model": "resnet18", "size": 224, "train_pct": 1.0}, {"model": "vgg16", "size": 28, "error": "x"}]}))
+    assert breakdown.main(["--mfu", str(mfu_rows), "--lowest", "1", "--steps", "1", "--peak-n", "64",
+                           "--out", str(out)]) == 0
+    md = out.read_text()
+    assert "`lenet5_bn` (channels_last, fp32)" in md and "resnet20" not in md and "resnet18" not in md
+    assert str(tmp_path) not in md and "--out ob.md" in md and "fp32 peak" in md
+    row = next(line for line in md.splitlines() if line.startswith("| `lenet5_bn`"))
+    shares = [float(c.strip().rstrip("%")) for c in row.strip("|").split("|")[2:14]]
+    assert sum(shares) == pytest.approx(100, abs=0.7)
+    capsys.readouterr()
+    assert breakdown.main(["--steps", "0", "--out", str(out)]) == 2
+    assert "--steps must be at least 1, got 0" in capsys.readouterr().err
+    assert breakdown.main(["--models", "no_such_net", "--out", str(out)]) == 2
+    assert "no_such_net" in capsys.readouterr().err
+    assert breakdown.main(["--mfu", str(tmp_path / "missing.json"), "--out", str(out)]) == 2
+    assert "run benchmarks/mfu.py first" in capsys.readouterr().err
