@@ -203,8 +203,8 @@ def table(rows: list[dict], command: str, run: dict, run_line: str) -> str:
     head = ["model", "step ms", *KINDS, *[f"{k} % of peak" for k in CONV_KINDS]]
     lines = [
         "# Where the training step goes: time by kind of operator, and the convolutions against the peak", "",
-        f"Written by `{command}`: 28 px, 1 channel, 10 classes, batch {BATCH}, the trainer's memory format and precision "
-        "for each family; shares of the profiled step's self CPU time by kind of operator, and each kind of "
+        f"Written by `{command}`: 28 px, 1 channel, 10 classes, batch {BATCH}, the trainer's memory format and "
+        "precision for each family; shares of the profiled step's self CPU time by kind of operator, and each kind of "
         "convolution's FLOP/s (6 x its MACs over its forward and backward time) as a share of the matmul peak. "
         "How the kinds are told apart: `benchmarks/op_breakdown.py`. Run: " + run_line + ".", "",
         "| " + " | ".join(head) + " |",
