@@ -5,9 +5,9 @@ activation checkpointing and gradient accumulation, against the trainer's defaul
                                        [--variants base bf16 ...] [--models NAME ...] [--resume]
 
 This is the measurement behind the per-family defaults in ``papernets.engine.speed`` (``BF16_CPU_FAMILIES``,
-``COMPILE_CPU_FAMILIES``). Every variant of a model starts from the same weights and trains on the same batch in
-the memory format the trainer picks for the family; the variants are timed in alternating rounds in one process
-and each figure is the median over the rounds. Columns:
+``COMPILE_CPU_FAMILIES``, ``COMPILE_CPU_FP32_FAMILIES``). Every variant of a model starts from the same weights
+and trains on the same batch in the memory format the trainer picks for the family; the variants are timed in
+alternating rounds in one process and each figure is the median over the rounds. Columns:
 
 - base: img/s of the default step (fp32, forward, backward, SGD step);
 - bf16: ``torch.autocast("cpu", torch.bfloat16)`` around forward and loss, speed-up over base;
@@ -32,7 +32,8 @@ within 10% of fp32's and its validation accuracy at most 3 points below fp32's (
 on 1,000 images is up to 1.6 points). The first gradient's cosine is shown but not part of the rule: one batch at
 initialization says little about where training ends up. A family gets compile (``train.compile`` unset) by
 default when compile is at least 10% faster and its compile time is paid back within one epoch of Fashion-MNIST
-(54,000 images), unless the family trains in bf16 by default (compile is timed on the fp32 step only). Checkpointing
+(54,000 images), unless the family trains in bf16 by default (compile is timed on the fp32 step only): those are
+compiled only in runs that stay in fp32 (a CPU without bf16 instructions, or ``train.amp: off``). Checkpointing
 trades time for memory. Accumulation is faster for some families (smaller micro-batches), but it changes what batch
 norm normalizes over (each micro-batch's statistics) and so the training itself: both are memory
 options (the benchmark turns them on when a model does not fit), off by default. The table is rewritten after
@@ -243,6 +244,13 @@ def compile_families(rows: Rows) -> list[str]:
     in bf16 by default (compile's gain on a bf16 step is not measured here)."""
     bf16 = set(families_where(rows, bf16_ok))
     return [f for f in families_where(rows, pays_back) if f not in bf16]
+
+
+def compile_fp32_families(rows: Rows) -> list[str]:
+    """The families compiled by default only in runs that stay in fp32: compile pays back on the fp32 step, but the
+    family trains in bf16 where the CPU has it."""
+    bf16 = set(families_where(rows, bf16_ok))
+    return [f for f in families_where(rows, pays_back) if f in bf16]
 
 
 def write_table(rows: Rows, args: argparse.Namespace, commands: list[str]) -> None:

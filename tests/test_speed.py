@@ -10,7 +10,7 @@ import torch
 
 from conftest import benchmark_module
 from papernets.bench.profile import profile_model
-from papernets.config import CONFIGS_DIR, Config, apply_overrides
+from papernets.config import CONFIGS_DIR, Config, TrainConfig, apply_overrides
 from papernets.engine.speed import use_channels_last
 from papernets.engine.trainer import Trainer
 
@@ -300,6 +300,27 @@ def test_compile_default_needs_a_family_that_qualifies_a_long_enough_run_and_one
     assert not speed.use_compile("alexnet", cpu, train_images=2_500 * 2)  # compile time not paid back
     assert not speed.use_compile("alexnet", cpu, train_images=10 ** 6, fixed_shapes=False)  # progressive sizes
     assert not speed.use_compile("alexnet", torch.device("meta"), train_images=10 ** 6)  # CPU only
+    monkeypatch.setattr(speed, "COMPILE_CPU_FP32_FAMILIES", frozenset({"googlenet"}))
+    assert not speed.use_compile("googlenet", cpu, train_images=54_000)  # a bf16 run: its gain was timed in fp32
+    assert speed.use_compile("googlenet", cpu, train_images=54_000, fp32=True)
+    assert not speed.use_compile("googlenet", cpu, train_images=5_000, fp32=True)
+
+
+def test_fp32_compile_families_compile_only_runs_without_autocast(monkeypatch):
+    from papernets.engine import runtime, speed
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(speed, "cpu_supports_bf16", lambda: False)
+    rt = runtime.resolve_runtime(TrainConfig(), "googlenet", cpu, train_images=54_000)
+    assert rt.amp == "off" and rt.compile and rt.why["compile"].startswith("auto: family googlenet measured faster "
+                                                                            "compiled in fp32")
+    assert not runtime.resolve_runtime(TrainConfig(), "googlenet", cpu, train_images=3_000).compile
+    monkeypatch.setattr(speed, "cpu_supports_bf16", lambda: True)  # a bf16 CPU: googlenet trains in bf16, eager
+    rt = runtime.resolve_runtime(TrainConfig(), "googlenet", cpu, train_images=54_000)
+    assert rt.amp == "bf16" and not rt.compile and "compile" not in rt.why
+    rt = runtime.resolve_runtime(TrainConfig(amp="off"), "googlenet", cpu, train_images=54_000)
+    assert rt.amp == "off" and rt.compile
+    assert not runtime.resolve_runtime(TrainConfig(), "resnet", cpu, train_images=10 ** 6).compile
 
 
 def test_bench_configuration_names_the_autocast_dtype_and_compile():

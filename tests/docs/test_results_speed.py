@@ -69,7 +69,7 @@ def test_the_fast_recipe_reached_the_target_on_every_committed_seed():
 def test_bf16_and_compile_defaults_are_backed_by_the_measurement():
     """BF16_CPU_FAMILIES and COMPILE_CPU_FAMILIES hold only families that benchmarks/speed_options.py's rules accept
     on the committed table (docs/results/speed_options.md), in which bf16 speed and fidelity are measured."""
-    from papernets.engine.speed import BF16_CPU_FAMILIES, COMPILE_CPU_FAMILIES
+    from papernets.engine.speed import BF16_CPU_FAMILIES, COMPILE_CPU_FAMILIES, COMPILE_CPU_FP32_FAMILIES
 
     so = benchmark_module("speed_options")
     table = (RESULTS / "speed_options.md").read_text()
@@ -80,6 +80,8 @@ def test_bf16_and_compile_defaults_are_backed_by_the_measurement():
     assert BF16_CPU_FAMILIES <= frozenset(so.families_where(rows, so.bf16_ok))
     assert COMPILE_CPU_FAMILIES <= frozenset(so.compile_families(rows))
     assert not COMPILE_CPU_FAMILIES & BF16_CPU_FAMILIES  # compile was timed on the fp32 step only
+    assert COMPILE_CPU_FP32_FAMILIES <= frozenset(so.compile_fp32_families(rows))  # ...compiled in fp32 runs only
+    assert COMPILE_CPU_FP32_FAMILIES <= BF16_CPU_FAMILIES
     # the rules on known figures: lenet is not 10% faster in bf16; resnext's bf16 loss ends 13% above fp32's
     assert so.bf16_ok({"bf16": 2.0, "loss_fp32": 1.0, "loss_bf16": 1.05, "acc_fp32": 50.0, "acc_bf16": 48.0})
     assert not so.bf16_ok({"bf16": 1.04, "loss_fp32": 1.138, "loss_bf16": 1.139, "acc_fp32": 71.1, "acc_bf16": 70.9})

@@ -20,6 +20,7 @@ from papernets.config import TrainConfig
 from papernets.engine.speed import (
     BF16_CPU_FAMILIES,
     COMPILE_CPU_FAMILIES,
+    COMPILE_CPU_FP32_FAMILIES,
     COMPILE_MIN_IMAGES,
     use_bf16,
     use_channels_last,
@@ -129,10 +130,13 @@ def resolve_runtime(
             why["compile"] = f"train.compile={str(compiled).lower()}"
         else:
             images = COMPILE_MIN_IMAGES if train_images is None else train_images
-            compiled = use_compile(family, device, images, fixed_shapes=not train.progressive)
+            fp32 = amp == "off"
+            compiled = use_compile(family, device, images, fixed_shapes=not train.progressive, fp32=fp32)
             if compiled:
-                why["compile"] = f"auto: family {family} measured faster compiled, over {images:,} images"
-            elif family in COMPILE_CPU_FAMILIES and device.type == "cpu":
+                why["compile"] = (f"auto: family {family} measured faster compiled"
+                                  f"{' in fp32' if family not in COMPILE_CPU_FAMILIES else ''}, over {images:,} images")
+            elif device.type == "cpu" and (family in COMPILE_CPU_FAMILIES
+                                           or (fp32 and family in COMPILE_CPU_FP32_FAMILIES)):
                 why["compile"] = ("auto: progressive image sizes would compile each stage again"
                                   if train.progressive else
                                   f"auto: {images:,} training images do not pay back the compile time")

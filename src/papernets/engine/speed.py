@@ -22,6 +22,8 @@ FAMILY_REPRESENTATIVES: list[str] = list(_DEFAULTS["representatives"])
 CHANNELS_LAST_CPU_FAMILIES: frozenset[str] = frozenset(_DEFAULTS["channels_last_cpu"])
 BF16_CPU_FAMILIES: frozenset[str] = frozenset(_DEFAULTS["bf16_cpu"])
 COMPILE_CPU_FAMILIES: frozenset[str] = frozenset(_DEFAULTS["compile_cpu"])
+# ...and those compiled only when the run trains in fp32 (their compile gain was measured on the fp32 step).
+COMPILE_CPU_FP32_FAMILIES: frozenset[str] = frozenset(_DEFAULTS["compile_cpu_fp32"])
 # The compile rule's premise: compile time is paid back within one epoch of this many images (Fashion-MNIST's).
 COMPILE_MIN_IMAGES: int = int(_DEFAULTS["compile_min_images"])
 
@@ -60,13 +62,14 @@ def use_bf16(family: str, device: torch.device) -> bool:
 
 
 def use_compile(family: str, device: torch.device, train_images: int = COMPILE_MIN_IMAGES,
-                fixed_shapes: bool = True) -> bool:
+                fixed_shapes: bool = True, fp32: bool = False) -> bool:
     """Whether an unset ``train.compile`` compiles a family's training step on ``device``: a family of
-    ``COMPILE_CPU_FAMILIES``, in a run that trains at least ``COMPILE_MIN_IMAGES`` images in all (where the
-    measurement says the compile time is paid back) at one input size (progressive learning's stages would each
-    compile again). On CUDA nothing was measured (no GPU was at hand), so it stays off there."""
-    return (device.type == "cpu" and family in COMPILE_CPU_FAMILIES and train_images >= COMPILE_MIN_IMAGES
-            and fixed_shapes)
+    ``COMPILE_CPU_FAMILIES`` (or of ``COMPILE_CPU_FP32_FAMILIES`` when the run trains in ``fp32``, without autocast),
+    in a run that trains at least ``COMPILE_MIN_IMAGES`` images in all (where the measurement says the compile time
+    is paid back) at one input size (progressive learning's stages would each compile again). On CUDA nothing was
+    measured (no GPU was at hand), so it stays off there."""
+    measured = family in COMPILE_CPU_FAMILIES or (fp32 and family in COMPILE_CPU_FP32_FAMILIES)
+    return device.type == "cpu" and measured and train_images >= COMPILE_MIN_IMAGES and fixed_shapes
 
 
 # ------------------------------------------------------------------------------------ activation checkpointing
