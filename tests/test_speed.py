@@ -362,3 +362,18 @@ def test_speed_options_resume_keeps_the_table_and_measures_only_what_it_lacks(tm
              "--rounds", "1", "--image-size", "32", "--resume", "--out", str(out)])
     rows, _ = so.read_table(out.read_text())
     assert rows[1][2]["cpu"] == f"Other CPU (AMX); checkpointing on {here}"  # a row finished elsewhere says so
+
+
+def test_memory_format_resume_keeps_the_committed_rows_and_adds_a_new_family(tmp_path):
+    mf = benchmark_module("memory_format")
+    out = tmp_path / "memory_format.md"
+    mf.main(["--models", "lenet5_bn", "--rounds", "1", "--batch-size", "4", "--out", str(out)])
+    first = out.read_text()
+    row = next(line for line in first.splitlines() if line.startswith("| lenet |"))
+    mf.main(["--models", "lenet5_bn", "nin", "--rounds", "1", "--batch-size", "4", "--resume", "--out", str(out)])
+    text = out.read_text()
+    assert row in text and text.count("`lenet5_bn`") == 1 and "| nin | `nin` |" in text  # kept as measured
+    assert "Rows added by `python benchmarks/memory_format.py --models lenet5_bn nin" in text and "`nin`." in text
+    assert str(tmp_path) not in text and text.startswith(first[:first.index("| family |")])
+    with pytest.raises(SystemExit, match="--resume needs the table"):
+        mf.main(["--models", "nin", "--resume", "--out", str(tmp_path / "none.md")])

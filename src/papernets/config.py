@@ -75,6 +75,7 @@ class OptimConfig:
     alpha: float = 0.99  # rmsprop decay
     tf_style_eps: bool = False  # rmsprop: TensorFlow's form (eps inside the sqrt, mean square starts at 1)
     no_weight_decay_norm_bias: bool = False  # no weight decay on 1-D parameters (biases, norm weights)
+    norm_bias_lr_scale: float = 1.0  # lr x this for batch-norm biases, their weight decay / this (airbench)
     sam: bool = False  # sharpness-aware minimization around the optimizer above
     sam_rho: float | None = None  # SAM neighbourhood radius; None: 0.05 (SAM), 0.5 (ASAM)
     sam_adaptive: bool = False  # ASAM: the neighbourhood scaled by |w| + sam_eta
@@ -438,6 +439,8 @@ def validate(cfg: Config) -> None:
     _check(cfg.model.num_classes is None or cfg.model.num_classes >= 2,
            f"model.num_classes must be at least 2 (or null: the dataset's), got {cfg.model.num_classes}.")
     _check(cfg.optim.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {cfg.optim.weight_decay}.")
+    _check(cfg.optim.norm_bias_lr_scale > 0 and math.isfinite(cfg.optim.norm_bias_lr_scale),
+           f"optim.norm_bias_lr_scale must be a positive finite number, got {cfg.optim.norm_bias_lr_scale}.")
     _check(len(cfg.optim.betas) == 2, f"optim.betas must be two numbers, got {cfg.optim.betas}.")
     _check(
         0.0 <= cfg.train.label_smoothing < 1.0,

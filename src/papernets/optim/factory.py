@@ -16,15 +16,30 @@ __all__ = ["create_optimizer", "param_groups", "OPTIMIZERS"]
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "lamb")
 
 
-def param_groups(model: nn.Module, weight_decay: float, no_decay_1d: bool) -> list[dict[str, Any]]:
+def param_groups(model: nn.Module, weight_decay: float, no_decay_1d: bool, lr: float | None = None,
+                 norm_bias_lr_scale: float = 1.0) -> list[dict[str, Any]]:
     """One group, or with ``no_decay_1d`` two: matrices and kernels with ``weight_decay``, 1-D parameters (biases,
-    normalization scales and shifts, layer scales) and scalars without it."""
+    normalization scales and shifts, layer scales) and scalars without it. A ``norm_bias_lr_scale`` other than 1
+    puts the batch-norm biases in a group of their own at ``lr`` x the scale, with the weight decay divided by it
+    (so that the decay's step, lr x weight decay, stays that of the other weights), as airbench does for the
+    biases of its batch norms, whose scales it does not train (Jordan 2024, arXiv:2404.00498, section 3)."""
     params = [p for p in model.parameters() if p.requires_grad]
+    scaled: list[nn.Parameter] = []
+    if norm_bias_lr_scale != 1.0:
+        ids = {id(m.bias) for m in model.modules()
+               if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None and m.bias.requires_grad}
+        scaled = [p for p in params if id(p) in ids]
+        params = [p for p in params if id(p) not in ids]
     if not no_decay_1d:
-        return [{"params": params, "weight_decay": weight_decay}]
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups = [{"params": params, "weight_decay": weight_decay}]
+    else:
+        groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    if scaled:
+        if lr is None:
+            raise ValueError("param_groups: norm_bias_lr_scale needs the base lr")
+        groups.append({"params": scaled, "lr": lr * norm_bias_lr_scale,
+                       "weight_decay": 0.0 if no_decay_1d else weight_decay / norm_bias_lr_scale})
     return [g for g in groups if g["params"]]
 
 
@@ -33,7 +48,8 @@ def create_optimizer(params: Iterable[nn.Parameter] | nn.Module, cfg: OptimConfi
 
     Raises ConfigError for SGD with ``nesterov`` and no momentum (Nesterov's method is a form of momentum)."""
     if isinstance(params, nn.Module):
-        groups: Any = param_groups(params, cfg.weight_decay, cfg.no_weight_decay_norm_bias)
+        groups: Any = param_groups(params, cfg.weight_decay, cfg.no_weight_decay_norm_bias, cfg.lr,
+                                   cfg.norm_bias_lr_scale)
     else:
         groups = list(params)
     name, wd = cfg.name, cfg.weight_decay
