@@ -193,3 +193,31 @@ def test_loader_shards_across_processes():
     assert len(seen) == 102 and set(seen.tolist()) == set(range(101))  # padded by one, every image seen
     evals = [epoch_order(len(d.train_x), False, 0, 0, r, 2) for r in range(2)]
     assert sorted(torch.cat(evals).tolist()) == list(range(101))  # evaluation: each image exactly once
+
+
+def test_alternating_flip_mirrors_each_image_every_other_pass():
+    n = 64
+    images = torch.zeros(n, 1, 4, 4, dtype=torch.uint8)
+    images[:, 0, :, 0] = 200  # a bright left column: mirrored, it is on the right
+    images[:, 0, 0, 1] = torch.arange(n, dtype=torch.uint8)  # each image's index, readable in either orientation
+    loader = TensorLoader(images, torch.arange(n) % 10, 16, 4, (0.0,), (1.0,), train=True,
+                          device=torch.device("cpu"), seed=3, flip=True, flip_mode="alternating")
+
+    def mirrored(epoch: int) -> dict[int, bool]:
+        out = {}
+        for x, _ in loader.batches(epoch):
+            x = x * 255
+            for img in x[:, 0]:
+                left = bool(img[:, 0].mean() > 100)
+                index = int(round(float(img[0, 1] if left else img[0, 2])))
+                out[index] = not left
+        return out
+
+    e0, e1, e2 = mirrored(0), mirrored(1), mirrored(2)
+    assert sorted(e0) == list(range(n))
+    assert all(e1[i] != e0[i] for i in range(n)) and e2 == e0  # every other pass
+    assert 16 < sum(e0.values()) < 48  # a random start per image
+    again = TensorLoader(images, torch.arange(n) % 10, 16, 4, (0.0,), (1.0,), train=True,
+                         device=torch.device("cpu"), seed=3, flip=True, flip_mode="alternating")
+    loader = again
+    assert mirrored(0) == e0  # the same seed, the same start

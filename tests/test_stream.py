@@ -15,7 +15,7 @@ from papernets.config import Config, ConfigError, apply_overrides
 from papernets.data.stream import Augment, StreamLoader, index_folder
 from papernets.engine.checkpoint import load_checkpoint
 from papernets.engine.inference import evaluate_split, load_trained, predict_images
-from papernets.engine.pipeline import open_data
+from papernets.engine.pipeline import make_loaders, open_data
 from papernets.engine.trainer import TIMING_COLUMNS, Trainer, TrainingInterrupted
 from papernets.errors import DatasetError
 
@@ -190,3 +190,9 @@ def test_progressive_learning_reaches_the_workers(folder, tmp_path):
     assert [r["image_size"] for r in rows] == [24, 32] and [r["randaugment_magnitude"] for r in rows] == [2, 10]
     saved = json.loads((tmp_path / "p" / "summary.json").read_text())
     assert saved["pipeline"] == "stream"
+
+
+def test_alternating_flips_need_the_memory_pipeline(folder, tmp_path):
+    cfg = _cfg(folder, tmp_path, "data.pipeline=stream", "data.flip_mode=alternating")
+    with pytest.raises(ConfigError, match="data.flip_mode=alternating needs the memory pipeline"):
+        make_loaders(open_data(cfg), cfg, torch.device("cpu"), 0, 1, False, 0)

@@ -47,6 +47,7 @@ class DataConfig:
     eval_limit: int | None = None  # cap validation and test at this many images instead (None: as limit)
     augment: bool = True  # false: no crop, no flip, no RandAugment/TrivialAugment/AutoAugment
     flip: bool | None = None  # horizontal flips in training; None: on, except for the digit datasets
+    flip_mode: Literal["random", "alternating"] = "random"  # alternating: each image mirrored every other pass
     download: bool = False  # let torchvision download mnist/cifar into root
     split_seed: int = 0
     randaugment_ops: int = 0  # RandAugment: ops per image (Cubuk et al.'s N); 0: off

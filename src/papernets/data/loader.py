@@ -94,8 +94,10 @@ class TensorLoader:
         randaugment_magnitude: float = 9,
         random_erasing: float = 0.0,
         auto_augment: str | None = None,
+        flip_mode: str = "random",
     ) -> None:
         self.images, self.labels = images, labels
+        self.flip_mode, self._flip_bits = flip_mode, None
         self.batch_size, self.image_size = batch_size, image_size
         self.mean, self.std = mean, std
         self.train, self.device, self.seed = train, device, seed
@@ -135,7 +137,9 @@ class TensorLoader:
         if self.train and (self.crop_padding > 0 or self.flip):
             g = torch.Generator().manual_seed(batch_seed(self.seed, epoch, b))
             x = random_crop(x, self.crop_padding, g)
-            if self.flip:
+            if self.flip and self.flip_mode == "alternating":
+                x = self.alternating_flip(x, sel, epoch)
+            elif self.flip:
                 x = random_flip(x, g)
         if self.randaugment_ops > 0:
             x = rand_augment(x, self.randaugment_ops, self.randaugment_magnitude, stream_seed(self.seed, epoch, b, 1))
@@ -143,6 +147,16 @@ class TensorLoader:
             x = auto_augment(x, self.auto_augment, stream_seed(self.seed, epoch, b, 4))
         x = normalize(resize(x.float().div_(255.0), self.image_size), self.mean, self.std)
         return finish_batch(x, self.random_erasing, stream_seed(self.seed, epoch, b, 2), self.channels_last), y
+
+    def alternating_flip(self, x: torch.Tensor, sel: torch.Tensor, epoch: int) -> torch.Tensor:
+        """Jordan 2024's alternating flip (arXiv:2404.00498, section 3.6): each image is mirrored in every other
+        pass over the data, starting mirrored or not at random (a fixed draw per image and seed), so that any two
+        consecutive passes show both of its sides instead of the same side half the time."""
+        if self._flip_bits is None:
+            gen = torch.Generator().manual_seed(batch_seed(self.seed, -1, 0))
+            self._flip_bits = torch.randint(0, 2, (len(self.images),), generator=gen, dtype=torch.uint8)
+        mask = (self._flip_bits[sel] ^ (epoch % 2)).bool().to(x.device)
+        return torch.where(mask[:, None, None, None], x.flip(-1), x)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.batches(0)

@@ -129,8 +129,11 @@ def make_loaders(data: Data, cfg: Config, device: torch.device, rank: int, world
         train = TensorLoader(s.train_x, s.train_y, cfg.train.batch_size, train=True, seed=cfg.train.seed,
                              flip=s.flip and d.augment, crop_padding=s.crop_padding if d.augment else 0,
                              randaugment_ops=ops, randaugment_magnitude=d.randaugment_magnitude,
-                             auto_augment=policy, random_erasing=d.random_erasing, **common)
+                             auto_augment=policy, random_erasing=d.random_erasing, flip_mode=d.flip_mode, **common)
     else:
+        if d.flip_mode != "random":
+            raise ConfigError(f"data.flip_mode={d.flip_mode} needs the memory pipeline (it mirrors each image by its "
+                              "index and the pass); the stream pipeline flips at random: set data.flip_mode=random.")
         augment = Augment(tuple(d.crop_scale), tuple(d.crop_ratio), s.flip and d.augment, ops, policy)
         if not d.augment:  # the crop stays (every image must come out at image_size), at its full extent
             augment = Augment((1.0, 1.0), (1.0, 1.0), False, 0, None)
@@ -151,7 +154,7 @@ def describe_augmentation(data: Data, cfg: Config, randaugment_ops: int) -> str:
                          f"{d.crop_ratio[0]:.3g}-{d.crop_ratio[1]:.3g})")
         elif isinstance(s, Splits) and s.crop_padding > 0:
             parts.append(f"random crop (padding {s.crop_padding})")
-        parts.append("flip" if s.flip else "no flip" + (" (data.flip=false)" if d.flip is False else
+        parts.append(("alternating flip" if d.flip_mode == "alternating" else "flip") if s.flip else "no flip" + (" (data.flip=false)" if d.flip is False else
                                                         f" ({s.name}'s labels change when mirrored)"))
         if randaugment_ops:
             parts.append(f"RandAugment (N {randaugment_ops}, M {d.randaugment_magnitude:g} of 10)")
