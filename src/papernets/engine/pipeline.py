@@ -154,8 +154,9 @@ def describe_augmentation(data: Data, cfg: Config, randaugment_ops: int) -> str:
                          f"{d.crop_ratio[0]:.3g}-{d.crop_ratio[1]:.3g})")
         elif isinstance(s, Splits) and s.crop_padding > 0:
             parts.append(f"random crop (padding {s.crop_padding})")
-        parts.append(("alternating flip" if d.flip_mode == "alternating" else "flip") if s.flip else "no flip" + (" (data.flip=false)" if d.flip is False else
-                                                        f" ({s.name}'s labels change when mirrored)"))
+        flip = "alternating flip" if d.flip_mode == "alternating" else "flip"
+        parts.append(flip if s.flip else "no flip" + (" (data.flip=false)" if d.flip is False else
+                                                      f" ({s.name}'s labels change when mirrored)"))
         if randaugment_ops:
             parts.append(f"RandAugment (N {randaugment_ops}, M {d.randaugment_magnitude:g} of 10)")
         if d.auto_augment:
