@@ -121,3 +121,12 @@ def test_yaml_file_string_fields_keep_the_users_spelling(tmp_path):
 def test_malformed_override_is_an_error_not_a_string(override):
     with pytest.raises(ConfigError, match=r"is not valid YAML.*quote a plain string"):
         apply_overrides(Config(), [override])
+
+
+def test_translate_tta_is_a_shift_below_half_the_image():
+    from papernets.config import Config, ConfigError, apply_overrides, validate
+
+    validate(apply_overrides(Config(), ["data.image_size=28", "train.tta_translate=2"]))
+    for bad in ("-1", "14"):
+        with pytest.raises(ConfigError, match=f"train.tta_translate must be 0 .* got {bad}"):
+            validate(apply_overrides(Config(), ["data.image_size=28", f"train.tta_translate={bad}"]))

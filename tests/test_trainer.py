@@ -333,6 +333,23 @@ def test_flip_tta_averages_the_logits_of_each_image_and_its_mirror():
         assert res["acc"] == pytest.approx((logits.argmax(1) == y).float().mean().item())
         assert res["loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
     assert len(y) == 200 and not torch.equal(plain.argmax(1), ((plain + mirrored) / 2).argmax(1))
+    # airbench's multi-crop: the image at 1/2, shifted one pixel up-left and down-right (reflect-padded) at 1/4 each
+    from papernets.engine.evaluation import TTA
+
+    def shifted(b, dy):  # the view whose pixel (i, j) is the image's (i + dy, j + dy), mirrored at the border
+        idx = (torch.arange(28) + dy).abs()
+        idx = torch.where(idx > 27, 54 - idx, idx)
+        return b[:, :, idx][:, :, :, idx]
+
+    with torch.no_grad():
+        views = [torch.cat([(model(v) + model(v.flip(-1))) / 2 for v in vs])
+                 for vs in ([b for b, _ in batches], [shifted(b, -1) for b, _ in batches],
+                            [shifted(b, 1) for b, _ in batches])]
+    logits = views[0] / 2 + views[1] / 4 + views[2] / 4
+    res = evaluate(model, loader, info, flip=TTA(flip=True, translate=1))
+    assert res["loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
+    assert res["acc"] == pytest.approx((logits.argmax(1) == y).float().mean().item())
+    assert not torch.allclose(logits, views[0])
 
 
 @pytest.mark.slow
@@ -340,7 +357,7 @@ def test_a_flip_tta_run_tests_and_evaluates_with_it_and_digits_refuse_it(tmp_pat
     from conftest import write_cifar, write_mnist
 
     common = ["--epochs", "1", "--set", "data.limit=600", "--set", "train.tta_flip=true", "--set", "train.amp=off",
-              "--out", str(tmp_path)]
+              "--set", "train.tta_translate=1", "--out", str(tmp_path)]
     write_cifar(tmp_path / "cifar", per_batch=120)  # CIFAR-10-format files: a dataset whose images may be mirrored
     res = run_cli("train", *QUICK, *common, "--dataset", "cifar10", "--data-root", str(tmp_path / "cifar"),
                   "--name", "tta")

@@ -133,6 +133,7 @@ class TrainConfig:
     test: bool = True  # false: end without evaluating the test split (a sweep that chooses on validation)
     tensorboard: bool = False  # TensorBoard event files in <run>/tensorboard (pip install papernets[tensorboard])
     tta_flip: bool = False  # evaluate each image and its mirror image, averaging the logits
+    tta_translate: int = 0  # also views shifted this many pixels up-left and down-right (airbench's multi-crop)
     progressive: bool = False  # EfficientNetV2 progressive learning (image size, regularization by stage)
     progressive_stages: int = 4
     progressive_image_size: list[float] = field(default_factory=lambda: [0.4267, 1.0])  # x data.image_size
@@ -440,6 +441,9 @@ def validate(cfg: Config) -> None:
     _check(cfg.model.num_classes is None or cfg.model.num_classes >= 2,
            f"model.num_classes must be at least 2 (or null: the dataset's), got {cfg.model.num_classes}.")
     _check(cfg.optim.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {cfg.optim.weight_decay}.")
+    _check(0 <= cfg.train.tta_translate < cfg.data.image_size / 2,
+           f"train.tta_translate must be 0 (off) or a shift in pixels below half of data.image_size "
+           f"({cfg.data.image_size}), got {cfg.train.tta_translate}.")
     _check(cfg.optim.norm_bias_lr_scale > 0 and math.isfinite(cfg.optim.norm_bias_lr_scale),
            f"optim.norm_bias_lr_scale must be a positive finite number, got {cfg.optim.norm_bias_lr_scale}.")
     _check(len(cfg.optim.betas) == 2, f"optim.betas must be two numbers, got {cfg.optim.betas}.")

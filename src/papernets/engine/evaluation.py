@@ -1,11 +1,11 @@
-"""Evaluation: loss, top-1 and top-5 accuracy of a model over a split, optionally with flip test-time
-augmentation, summed across processes under ``torchrun``."""
+"""Evaluation: loss, top-1 and top-5 accuracy of a model over a split, optionally with test-time augmentation
+(mirror images, shifted views), summed across processes under ``torchrun``."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -16,25 +16,55 @@ from papernets.engine import distributed as dist_utils
 from papernets.engine.runtime import autocast
 from papernets.engine.step import split_output
 
-__all__ = ["evaluate", "first_nonfinite", "nonfinite_end", "recompute_bn_stats"]
+__all__ = ["TTA", "evaluate", "first_nonfinite", "nonfinite_end", "recompute_bn_stats", "tta_logits", "tta_of"]
+
+
+class TTA(NamedTuple):
+    """Test-time augmentation: ``flip`` averages each view's logits with its mirror image's; ``translate`` > 0 gives
+    half the weight to the image and a quarter each to it shifted that many pixels up-left and down-right
+    (reflection-padded), as airbench's multi-crop evaluation (Jordan 2024, arXiv:2404.00498, section 3.7)."""
+
+    flip: bool = False
+    translate: int = 0
+
+
+def tta_of(train: Any) -> TTA:
+    """The test-time augmentation of a config's ``train`` section."""
+    return TTA(bool(train.tta_flip), int(getattr(train, "tta_translate", 0)))
+
+
+def tta_logits(model: nn.Module, x: torch.Tensor, tta: TTA | bool) -> torch.Tensor:
+    """The model's fp32 logits for ``x`` under ``tta`` (a bool: flips only)."""
+    tta = tta if isinstance(tta, TTA) else TTA(bool(tta))
+
+    def view(v: torch.Tensor) -> torch.Tensor:
+        out = split_output(model(v))[0].float()
+        return (out + split_output(model(v.flip(-1)))[0].float()) / 2 if tta.flip else out
+
+    logits = view(x)
+    if tta.translate:
+        t, (h, w) = tta.translate, x.shape[-2:]
+        padded = F.pad(x, (t, t, t, t), mode="reflect")
+        shifted = view(padded[..., :h, :w]) + view(padded[..., 2 * t:, 2 * t:])
+        logits = logits / 2 + shifted / 4
+    return logits
 
 
 @torch.no_grad()
 def evaluate(
     model: nn.Module, loader: TensorLoader, info: dist_utils.DistInfo, amp_dtype: torch.dtype | None = None,
-    flip: bool = False, confusion: bool = False,
+    flip: TTA | bool = False, confusion: bool = False,
 ) -> dict[str, Any]:
-    """Loss, top-1 and top-5 accuracy over a split (summed across processes). ``flip``: test-time augmentation,
-    the logits of each image averaged with those of its mirror image. ``confusion``: also the confusion matrix
+    """Loss, top-1 and top-5 accuracy over a split (summed across processes). ``flip``: test-time augmentation, a
+    ``TTA`` or a bool (the logits of each image averaged with those of its mirror image). ``confusion``: also the
+    confusion matrix
     (``"confusion"``: a classes x classes tensor of counts, rows the true class, columns the top-1 prediction)."""
     model.eval()
     loss_sum = correct = correct5 = seen = 0.0
     matrix: torch.Tensor | None = None
     for x, y in loader.batches(0):
         with autocast(x.device, amp_dtype):
-            logits = split_output(model(x))[0].float()
-            if flip:
-                logits = (logits + split_output(model(x.flip(-1)))[0].float()) / 2
+            logits = tta_logits(model, x, flip)
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
         correct += (top[:, 0] == y).sum().item()

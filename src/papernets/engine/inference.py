@@ -24,7 +24,7 @@ from papernets.data.transforms import normalize, pil_to_uint8, preprocess_pil
 from papernets.engine.build import build_model
 from papernets.engine.checkpoint import load_checkpoint
 from papernets.engine.distributed import DistInfo
-from papernets.engine.evaluation import evaluate
+from papernets.engine.evaluation import evaluate, tta_logits, tta_of
 from papernets.engine.pipeline import eval_loader, open_data
 from papernets.engine.runtime import Runtime, resolve_runtime
 from papernets.errors import CheckpointError, UsageError
@@ -64,12 +64,9 @@ class TrainedModel:
 
     @torch.inference_mode()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (fp32) as the run's evaluation computed them: its autocast dtype and test-time flips."""
+        """Logits (fp32) as the run's evaluation computed them: its autocast dtype and test-time augmentation."""
         with self.runtime.autocast():
-            out = self.model(x).float()
-            if self.cfg.train.tta_flip:  # averaged with the mirror image's logits
-                out = (out + self.model(x.flip(-1)).float()) / 2
-        return out
+            return tta_logits(self.model, x, tta_of(self.cfg.train))
 
 
 def load_trained(checkpoint: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
@@ -123,7 +120,7 @@ def evaluate_split(
         raise UsageError(f"the {split} split of {name!r} is empty.")
     loader = eval_loader(data, cfg, split, rt.device, channels_last=rt.channels_last)
     result = evaluate(trained.model, loader, DistInfo(0, 1, 0, rt.device), rt.amp_dtype,
-                      flip=trained.cfg.train.tta_flip, confusion=True)
+                      flip=tta_of(trained.cfg.train), confusion=True)
     return {"checkpoint": trained.ckpt["path"], "model": cfg.model.name, "dataset": name, "split": split,
             "images": int(result["images"]), "top1": result["acc"], "top5": result["top5"], "loss": result["loss"],
             "confusion": result["confusion"]}

@@ -37,7 +37,7 @@ from papernets.engine import pipeline, rundir
 from papernets.engine.build import build_model, model_kwargs
 from papernets.engine.checkpoint import NEXT_BEST, load_checkpoint, promote_best, reconcile_best, save_checkpoint
 from papernets.engine.counting import meta_model_stats
-from papernets.engine.evaluation import evaluate, nonfinite_end, recompute_bn_stats
+from papernets.engine.evaluation import evaluate, nonfinite_end, recompute_bn_stats, tta_of
 from papernets.engine.progress import Progress, epoch_line, format_seconds
 from papernets.engine.progressive import apply_stage, check_stage_sizes, progressive_plan, stage_index, stage_row
 from papernets.engine.rundir import EMA_COLUMNS, METRIC_COLUMNS, PROGRESSIVE_COLUMNS, TIMING_COLUMNS
@@ -296,7 +296,7 @@ class Trainer:
             dist_utils.broadcast_module(self.ema.module, self.info, buffers_only=True)
         if self.data.num_val == 0:
             return None, None
-        flip, amp = self.cfg.train.tta_flip, self.runtime.amp_dtype
+        flip, amp = tta_of(self.cfg.train), self.runtime.amp_dtype
         val = evaluate(self.model, self.val_loader, self.info, amp, flip)
         ema_val = evaluate(self.ema.module, self.val_loader, self.info, amp, flip) if self.ema else None
         return val, ema_val
@@ -411,7 +411,7 @@ class Trainer:
         use_ema = self.ema is not None and cfg.train.select_best_on == "ema"
         tested += " EMA" if use_ema else ""
         model = self.ema.module if use_ema else self.model
-        test = (evaluate(model, self.test_loader, self.info, self.runtime.amp_dtype, cfg.train.tta_flip, confusion=True)
+        test = (evaluate(model, self.test_loader, self.info, self.runtime.amp_dtype, tta_of(cfg.train), confusion=True)
                 if cfg.train.test else dict.fromkeys(("acc", "top5", "loss", "confusion")))
         _, macs = meta_model_stats(self.entry.name, img_size=cfg.data.image_size,
                                         in_chans=cfg.model.in_chans or self.data.in_chans,
