@@ -414,6 +414,33 @@ def test_ema_update_and_tensorflow_warmup():
     assert torch.allclose(flat.module.weight, torch.full((1, 2), 4.0)) and not flat.module.weight.requires_grad
 
 
+def test_lookahead_folds_every_k_steps_copies_back_and_ends_on_the_average():
+    model = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    la = ModelEma(model, decay=0.95, warmup=True, lookahead=5)  # warmup is the EMA's, not lookahead's
+    assert la.decay_at(4, 20) == pytest.approx(0.95**5 * (5 / 20) ** 3)
+    slow = 0.0
+    for step in range(20):
+        with torch.no_grad():
+            model.weight.add_(1.0)  # an optimizer step
+        fast = model.weight[0, 0].item()
+        la.update(model, step, total=20)
+        if (step + 1) % 5:
+            assert model.weight[0, 0].item() == fast and la.module.weight[0, 0].item() == pytest.approx(slow)
+        else:
+            d = 0.95**5 * ((step + 1) / 20) ** 3
+            slow = d * slow + (1 - d) * fast
+            assert la.module.weight[0, 0].item() == pytest.approx(slow)
+            assert model.weight[0, 0].item() == pytest.approx(slow)  # copied back
+    assert slow < 20 - 1  # the average lags the fast weights
+    odd = ModelEma(model, decay=0.95, lookahead=5)
+    with torch.no_grad():
+        model.weight.fill_(7.0)
+    odd.update(model, 2, total=3)  # the last step of a run that is no multiple of k: the model takes the average
+    assert model.weight[0, 0].item() == odd.module.weight[0, 0].item() != 7.0
+
+
 # ------------------------------------------------------------------------------------------ mixing, augment
 
 

@@ -368,3 +368,13 @@ def test_a_flip_tta_run_tests_and_evaluates_with_it_and_digits_refuse_it(tmp_pat
     write_mnist(tmp_path / "mnist")
     res = run_cli("train", *QUICK, *common, "--dataset", "mnist", "--data-root", str(tmp_path / "mnist"))
     assert res.returncode == 2 and "train.tta_flip=true" in res.stderr and "'mnist'" in res.stderr
+
+
+def test_a_lookahead_run_ends_on_its_average_and_evaluates_it(tmp_path):
+    res = run_cli("train", *SYNTHETIC, *DETERMINISTIC, "--epochs", "1", "--set", "train.lookahead=5",
+                  "--set", "train.ema_decay=0.95", "--set", "data.limit=150", "--out", str(tmp_path), "--name", "la")
+    assert res.returncode == 0, res.stderr[-2000:]
+    ckpt = load_checkpoint(tmp_path / "la" / "checkpoints" / "last.pt")
+    model, avg = ckpt["model"], ckpt["ema"]
+    assert model.keys() == avg.keys() and all(torch.equal(model[k], avg[k]) for k in model)
+    assert "ema_val_acc" in _rows(tmp_path / "la")[0]

@@ -128,6 +128,7 @@ class TrainConfig:
     ema: bool = False  # keep an exponential moving average of the weights
     ema_decay: float = 0.9999
     ema_warmup: bool = True  # decay min(ema_decay, (1 + t) / (10 + t)) at step t, as TensorFlow's num_updates
+    lookahead: int = 0  # k > 0: every k steps fold the weights into the EMA (decay ema_decay**k x (t/T)**3), copy back
     select_best_on: Literal["model", "ema"] = "model"  # which weights' val accuracy picks best.pt
     precise_bn: int = 0  # before each validation, recompute batch-norm statistics on this many training batches
     test: bool = True  # false: end without evaluating the test split (a sweep that chooses on validation)
@@ -523,6 +524,7 @@ def _validate_regularization(cfg: Config) -> None:
     for key in ("mix_prob", "mix_switch_prob"):
         _check(0.0 <= getattr(t, key) <= 1.0, f"train.{key} must be in [0, 1], got {getattr(t, key)}.")
     _check(0.0 <= t.ema_decay < 1.0, f"train.ema_decay must be in [0, 1), got {t.ema_decay}.")
+    _check(t.lookahead >= 0, f"train.lookahead must be 0 (off) or a number of steps, got {t.lookahead}.")
     _check(t.select_best_on != "ema" or t.ema, "train.select_best_on=ema needs train.ema=true.")
 
 

@@ -126,7 +126,7 @@ class Trainer:
         if self.plan:
             check_stage_sizes(self.model, self.plan, cfg.model.in_chans or self.data.in_chans, self.device,
                               self.entry.name)
-        self.ema = ModelEma(self.model, cfg.train.ema_decay, cfg.train.ema_warmup) if cfg.train.ema else None
+        self.ema = ModelEma.of(self.model, cfg.train) if cfg.train.ema or cfg.train.lookahead else None
         self.net: nn.Module = self.model
         if self.info.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -207,7 +207,7 @@ class Trainer:
             if ckpt.get("ema") is not None:
                 self.ema.load_state_dict(ckpt["ema"])
             else:
-                self.ema = ModelEma(self.model, self.cfg.train.ema_decay, self.cfg.train.ema_warmup)
+                self.ema = ModelEma.of(self.model, self.cfg.train)
         self.recipe = ckpt.get("recipe", self.recipe)
         s = self.state
         s.epoch, s.global_step = int(ckpt["epoch"]), int(ckpt["global_step"])
@@ -265,7 +265,7 @@ class Trainer:
                 lambda flag: dist_utils.broadcast_flag(flag, self.info),
             )
             if self.ema is not None:
-                self.ema.update(self.model, self.state.global_step)
+                self.ema.update(self.model, self.state.global_step, total * cfg.train.epochs)
             self.schedule.step()
             self.state.global_step += 1
             correct = (logits.argmax(1) == y).sum().item()
