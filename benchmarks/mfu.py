@@ -28,8 +28,8 @@ which is the point: it names where the machine's arithmetic goes unused. A model
 saying why. The rows live in a JSON file beside ``--out`` (``mfu.json``), each with the peak measured in the run
 that timed it (and that run's CPU, threads and torch), and the table is rendered from it and rewritten after every
 row, so an interrupted run keeps what it measured; ``--resume`` keeps the rows of that file and measures only the
-missing ones (and those that failed), each new row against the peak measured in this run. Keep the cores quiet
-while it runs.
+missing ones (and those that failed), each new row against the peak measured in this run; with ``--again`` also
+the ``--models`` rows it has (measured again after a change to those models). Keep the cores quiet while it runs.
 """
 
 from __future__ import annotations
@@ -239,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the table; its rows go to the .json beside it")
     parser.add_argument("--resume", action="store_true",
                         help="keep the rows of --out's .json and measure only the missing ones (and failed ones)")
+    parser.add_argument("--again", action="store_true",
+                        help="with --resume: measure the --models rows again (after a change), keeping the others")
     args = parser.parse_args(argv)
     for flag, value in (("--rounds", args.rounds), ("--steps", args.steps), ("--peak-n", args.peak_n)):
         if value < 1:
@@ -261,7 +263,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"mfu: --resume needs the rows of {_rel(args.out)} in {_rel(json_path)}, which is missing",
                   file=sys.stderr)
             return 2
+    if args.again and not (args.resume and args.models):
+        print("mfu: --again re-measures the --models rows of a --resume run; give both", file=sys.stderr)
+        return 2
     done = {(r["model"], r["size"]) for r in data["rows"] if not r.get("error")}
+    if args.again:
+        done -= {(n, s) for n in names for s in args.sizes}
     todo = [(n, s) for n in names for s in args.sizes if (n, s) not in done]
 
     run = measure_peaks(args.peak_n, args.rounds)

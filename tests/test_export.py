@@ -134,6 +134,7 @@ def _export_model(name, size, in_chans, tmp_path):
     from papernets.engine.evaluation import recompute_bn_stats
 
     g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)  # the model's initial weights, whichever tests ran before
     kwargs = {"init": "he"} if name.startswith("vgg") or name == "alexnet" else {}
     model = papernets.create_model(name, num_classes=10, in_chans=in_chans, img_size=size, **kwargs).eval()
     with torch.no_grad():
@@ -144,7 +145,7 @@ def _export_model(name, size, in_chans, tmp_path):
     x = torch.randn(2, in_chans, size, size, generator=g)
     with torch.inference_mode():
         spread = float((model(x)[0] - model(x)[1]).abs().max())
-    assert spread > 0.01, (name, spread)  # the logits depend on the image: the check below can fail
+    assert spread > 1e-3, (name, spread)  # the logits depend on the image, 10x the check's limit: it can fail
     diff, engine, limit = export_mod.export_module(model, x, "onnx", tmp_path / f"{name}.onnx",
                                                    {"papernets_model": name})
     print(f"{name}@{size}: largest absolute logit difference {diff:.3g} (limit {limit:.3g}; logits differ between "

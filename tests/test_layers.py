@@ -247,3 +247,33 @@ def test_vit_set_img_size_refuses_indivisible_sizes_and_keeps_its_grid():
     with pytest.raises(ModelConfigError, match="patch size 4"):
         model.set_img_size(34)
     assert model.grid_size == (8, 8) and model.pos_embed.shape[1] == 1 + 64
+
+
+@pytest.mark.parametrize(("size", "beta", "k"), [(5, 0.75, 1.0), (5, 0.75, 2.0), (4, 0.6, 2.0), (3, 0.5, 1.0)])
+def test_local_response_norm_is_pytorchs_in_value_and_gradient(size, beta, k):
+    from papernets.layers.lrn import LocalResponseNorm
+
+    torch.manual_seed(0)
+    ref, ours = nn.LocalResponseNorm(size, 1e-2, beta, k), LocalResponseNorm(size, 1e-2, beta, k)
+    x = (torch.randn(3, 7, 5, 4, dtype=torch.float64) * 3).requires_grad_()
+    g = torch.randn(3, 7, 5, 4, dtype=torch.float64)
+    ya, yb = ref(x), ours(x)
+    (ga,), (gb,) = torch.autograd.grad(ya, x, g), torch.autograd.grad(yb, x, g)
+    assert torch.allclose(ya, yb, atol=1e-13) and torch.allclose(ga, gb, atol=1e-13)
+    assert torch.autograd.gradcheck(lambda t: ours(t), (x[:1, :, :2, :2].detach().clone().requires_grad_(),))
+    x32 = torch.relu(torch.randn(2, 16, 6, 6)).contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(ours(x32), ref(x32), atol=1e-6) and ours(x32).is_contiguous(memory_format=torch.channels_last)
+    assert ours(x32.bfloat16()).dtype == torch.bfloat16 and ours(torch.randn(2, 6, 9)).shape == (2, 6, 9)
+    assert ours.state_dict() == {} and repr(ours) == f"LocalResponseNorm({size}, alpha=0.01, beta={beta}, k={k})"
+    with pytest.raises(ValueError, match="3 or more dimensions, got 2"):
+        ours(torch.randn(2, 6))
+
+
+def test_lrn_speed_benchmark_times_both_forms(capsys):
+    from conftest import benchmark_module
+
+    lrn = benchmark_module("lrn_speed")
+    old, new, ratios = lrn.compare("alexnet", rounds=1, steps=1, batch=2)
+    assert old > 0 and new > 0 and len(ratios) == 1
+    with pytest.raises(SystemExit, match="resnet20 has no local response normalization"):
+        lrn.compare("resnet20", rounds=1, steps=1, batch=2)

@@ -87,6 +87,12 @@ def test_mfu_is_the_counted_flops_over_the_measured_peak_and_resumes(mfu, tmp_pa
     assert "then `python benchmarks/mfu.py --models lenet5_bn resnet20 nin --resume" in md
     assert mfu.main(["--models", "nin", "--resume", *args]) == 0  # nothing left to measure
     assert calls == [("nin", 28)]
+    assert mfu.main(["--models", "resnet20", "--resume", "--again", *args]) == 0  # after a change to resnet20
+    assert calls == [("nin", 28), ("resnet20", 28)]
+    again = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert [r["model"] for r in again] == ["lenet5_bn", "nin", "resnet20"] and again[0] == data["rows"][0]
+    assert again[2]["peak_fp32"] == 600.0
+    assert mfu.main(["--models", "resnet20", "--again", *args]) == 2  # --again needs --resume
 
 
 def test_mfu_rejects_bad_arguments_and_keeps_a_failed_row(mfu, tmp_path, monkeypatch, capsys):

@@ -20,8 +20,8 @@ Faithful to the paper:
   whole image, which is an ordinary convolution with 96 filters.
 - Local response normalization b = a / (k + alpha * sum a^2)^beta over n = 5 adjacent maps, k = 2, alpha =
   1e-4, beta = 0.75 (section 3.3), after the ReLU of conv1 and conv2, and on each GPU's own maps (the
-  normalization runs separately over each half, as it did on the two GPUs). PyTorch's ``LocalResponseNorm``
-  divides alpha by n, so it is given alpha * n.
+  normalization runs separately over each half, as it did on the two GPUs). ``papernets.layers.lrn`` (PyTorch's
+  ``LocalResponseNorm`` computed in fewer passes) divides alpha by n as PyTorch's does, so it is given alpha * n.
 - Overlapping max-pooling, 3x3 windows with stride 2 (section 3.4).
 - Initialization (section 5): weights N(0, 0.01); biases 1 in conv2, conv4, conv5, fc6 and fc7, 0 elsewhere.
 - Dropout 0.5 on the outputs of fc6 and fc7 (section 4.2). Both read ``drop_rate`` at run time.
@@ -64,6 +64,7 @@ import torch
 from torch import nn
 
 from papernets.layers import Classifier, ClassifierModel, small_form
+from papernets.layers.lrn import LocalResponseNorm
 from papernets.registry import Paper, register_model
 
 __all__ = ["AlexNet", "GroupedLRN"]
@@ -111,7 +112,7 @@ class GroupedLRN(nn.Module):
     def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0, groups: int = 1):
         super().__init__()
         self.groups = groups
-        self.lrn = nn.LocalResponseNorm(size, alpha=alpha * size, beta=beta, k=k)
+        self.lrn = LocalResponseNorm(size, alpha=alpha * size, beta=beta, k=k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.groups == 1:

@@ -69,6 +69,7 @@ import torch
 from torch import nn
 
 from papernets.layers import Classifier, ClassifierModel, ConvNormAct, small_form
+from papernets.layers.lrn import LocalResponseNorm
 from papernets.registry import Paper, register_model
 
 __all__ = ["GoogLeNet", "Inception", "AuxClassifier"]
@@ -119,8 +120,8 @@ def max_pool() -> nn.MaxPool2d:
     return nn.MaxPool2d(3, 2, ceil_mode=True)
 
 
-def lrn() -> nn.LocalResponseNorm:
-    return nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
+def lrn() -> LocalResponseNorm:
+    return LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
 
 
 class Inception(nn.Module):
