@@ -149,7 +149,7 @@ class TensorLoader:
         return finish_batch(x, self.random_erasing, stream_seed(self.seed, epoch, b, 2), self.channels_last), y
 
     def alternating_flip(self, x: torch.Tensor, sel: torch.Tensor, epoch: int) -> torch.Tensor:
-        """Jordan 2024's alternating flip (arXiv:2404.00498, section 3.6): each image is mirrored in every other
+        """Jordan 2024's alternating flip (arXiv:2404.00498): each image is mirrored in every other
         pass over the data, starting mirrored or not at random (a fixed draw per image and seed), so that any two
         consecutive passes show both of its sides instead of the same side half the time."""
         if self._flip_bits is None:

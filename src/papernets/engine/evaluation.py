@@ -22,7 +22,7 @@ __all__ = ["TTA", "evaluate", "first_nonfinite", "nonfinite_end", "recompute_bn_
 class TTA(NamedTuple):
     """Test-time augmentation: ``flip`` averages each view's logits with its mirror image's; ``translate`` > 0 gives
     half the weight to the image and a quarter each to it shifted that many pixels up-left and down-right
-    (reflection-padded), as airbench's multi-crop evaluation (Jordan 2024, arXiv:2404.00498, section 3.7)."""
+    (reflection-padded), as airbench's multi-crop evaluation (Jordan 2024, arXiv:2404.00498)."""
 
     flip: bool = False
     translate: int = 0

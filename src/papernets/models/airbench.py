@@ -7,7 +7,7 @@ max-pools, batch norm, label smoothing and a scaled classifier), T. Balsam's hlb
 layer, identity initialization) and its own additions (alternating flips, Lookahead, multi-crop test-time
 augmentation).
 
-Key ideas (airbench section 3):
+Key ideas (the paper's methods and its code):
 
 - **Patch whitening.** The first layer is a fixed 2x2 convolution whose filters are the eigenvectors of the
   covariance of the training images' 2x2 patches, each scaled by 1 / sqrt(eigenvalue + 5e-4), and their negatives

@@ -7,7 +7,7 @@ run (thousands of steps, not the papers' hundreds of thousands) average over a s
 running statistics) are copied, not averaged.
 
 Lookahead (``lookahead`` = k > 0, airbench's form of Zhang et al.'s "Lookahead Optimizer: k steps forward, 1 step
-back", NeurIPS 2019; Jordan 2024, arXiv:2404.00498, section 3.5): after every k-th step the weights are folded
+back", NeurIPS 2019; Jordan 2024, arXiv:2404.00498): after every k-th step the weights are folded
 into the average with decay ``decay**k * (t / T)**3`` (t the steps taken, T the run's steps: no averaging early,
 more towards the end) and the average is copied back into the model, which goes on from there; after the last step
 the model takes the average. The average is also evaluated as the EMA is.

@@ -22,7 +22,7 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_1d: bool, lr: f
     normalization scales and shifts, layer scales) and scalars without it. A ``norm_bias_lr_scale`` other than 1
     puts the batch-norm biases in a group of their own at ``lr`` x the scale, with the weight decay divided by it
     (so that the decay's step, lr x weight decay, stays that of the other weights), as airbench does for the
-    biases of its batch norms, whose scales it does not train (Jordan 2024, arXiv:2404.00498, section 3)."""
+    biases of its batch norms, whose scales it does not train (Jordan 2024, arXiv:2404.00498)."""
     params = [p for p in model.parameters() if p.requires_grad]
     scaled: list[nn.Parameter] = []
     if norm_bias_lr_scale != 1.0:
