@@ -47,6 +47,9 @@ import torch
 
 from papernets.engine.rundir import atomic_write_text
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling scripts, also when loaded by file path
+from mfu import _rel  # noqa: E402  (results hold paths relative to the repository)
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "docs" / "results" / "bf16_runs.md"
 VARIANTS = ("fp32", "bf16", "implicit")
@@ -54,14 +57,6 @@ MIN_FP32_ACC = 70.0  # a comparison between runs that learn
 FASTER = 1.10
 ACC_GAP = 1.5  # points of validation accuracy bf16 may lose
 SIZE = 28
-
-
-def _rel(path: Path | str) -> str:
-    path = Path(path)
-    try:
-        return path.resolve().relative_to(ROOT).as_posix()
-    except ValueError:
-        return path.name
 
 
 @contextlib.contextmanager

@@ -29,6 +29,9 @@ from papernets.engine.speed import FAMILY_REPRESENTATIVES as REPRESENTATIVES
 from papernets.engine.speed import cpu_label
 from papernets.registry import get_entry
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling scripts, also when loaded by file path
+from mfu import _rel  # noqa: E402  (results hold paths relative to the repository)
+
 FASTER = 1.05  # channels_last must win by at least 5% to become a family's default
 
 
@@ -64,12 +67,6 @@ def measure(name: str, size: int, in_chans: int, batch: int, rounds: int) -> tup
             steps[i]()
             rates[i].append(batch / (time.perf_counter() - t0))
     return statistics.median(rates[0]), statistics.median(rates[1])
-
-
-def _rel(path: str) -> str:
-    """``path`` relative to the repository, or its name alone (results never hold a machine's absolute paths)."""
-    p, root = Path(path).resolve(), Path(__file__).resolve().parents[1]
-    return p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name
 
 
 ROW = re.compile(r"^\| (\w+) \| `(\w+)` \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", re.M)

@@ -42,6 +42,9 @@ from torch.profiler import ProfilerActivity, profile
 
 from papernets.engine.rundir import atomic_write_text
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling scripts, also when loaded by file path
+from mfu import _rel, describe_run, measure_peaks  # noqa: E402  (the MFU table's peak and path rule)
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "docs" / "results" / "op_breakdown.md"
 DEFAULT_MFU = ROOT / "docs" / "results" / "mfu.json"
@@ -62,14 +65,6 @@ _NAMES = {
     "elementwise": ("add", "add_", "mul", "mul_", "div", "div_", "sub", "sum", "mean", "pow", "sqrt", "rsqrt",
                     "addcmul", "addcdiv", "neg", "exp", "log", "where", "lerp", "max", "min", "sign", "abs"),
 }
-
-
-def _rel(path: Path | str) -> str:
-    path = Path(path)
-    try:
-        return path.resolve().relative_to(ROOT).as_posix()
-    except ValueError:
-        return path.name
 
 
 def name_kind(op: str) -> str:
@@ -223,9 +218,6 @@ def table(rows: list[dict], command: str, run: dict, run_line: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from mfu import describe_run, measure_peaks  # the same peak as the MFU table
-
     from papernets.registry import get_entry
 
     argv = list(sys.argv[1:] if argv is None else argv)

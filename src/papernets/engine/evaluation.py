@@ -30,7 +30,7 @@ class TTA(NamedTuple):
 
 def tta_of(train: Any) -> TTA:
     """The test-time augmentation of a config's ``train`` section."""
-    return TTA(bool(train.tta_flip), int(getattr(train, "tta_translate", 0)))
+    return TTA(bool(train.tta_flip), int(train.tta_translate))
 
 
 def tta_logits(model: nn.Module, x: torch.Tensor, tta: TTA | bool) -> torch.Tensor:
