@@ -4,15 +4,20 @@
   --markdown``);
 - ``docs/benchmark.md``, ``<!-- bench:start -->``: the fashion-quick table, copied from
   ``docs/results/fashion-quick.md`` (what ``papernets bench --protocol fashion-quick`` wrote);
-- ``README.md``, ``<!-- fast:start -->``: the time-to-accuracy table, the README's headline, copied from
+- ``README.md``, ``<!-- budget:start -->``: the README's headline, the fashion-budget table narrowed to a screen's
+  width, from ``docs/results/fashion-budget.json`` (what ``papernets bench`` wrote), once that table exists;
+- ``README.md``, ``<!-- fast:start -->``: the time-to-accuracy table, copied from
   ``docs/results/fashion-mnist-fast.md`` (what ``python benchmarks/time_to_accuracy.py`` wrote).
 
 ``tests/test_readme.py`` fails while any of them is stale.
 """
 
+import json
 import re
 from pathlib import Path
 
+from papernets.bench.report import headline_table
+from papernets.bench.table import fmt_seconds
 from papernets.bench.zoo import model_rows, models_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +50,25 @@ def measured_block(measured: Path, extra: str = "") -> tuple[str, int]:
     return f"{header}\n\n{table}{summary}\n{extra}", table.count("\n") - 1
 
 
+def budget_block(measured: Path) -> tuple[str, int]:
+    """The README's headline from a budget bench's ``.json``: a line saying what ran where, the narrow table, the
+    link to the whole table and the accuracy-against-time plot; and the number of rows."""
+    data = json.loads(measured.read_text())
+    records, bench = data["records"], data["bench"]
+    ok = [r for r in records if r.get("status") == "ok"]
+    name = data["protocol"]
+    line = (f"Written by `papernets bench --protocol {name}` (torch {data['versions']['torch']}) on "
+            f"{', '.join(data['cpus']) or 'n/a'}: {len(records)} rows, "
+            f"{bench['budget_min']:g} minutes of training each, {fmt_seconds(data['total_time_s'])} in all. Test "
+            f"accuracy on the 10,000 test images; steps and epochs: what {bench['budget_min']:g} minutes bought "
+            f"(epochs = images seen / 54,000). Every column, the configurations and the CPU of each row: "
+            f"[docs/results/{name}.md](docs/results/{name}.md).")
+    if len(ok) < len(records):
+        line += f" {len(records) - len(ok)} of {len(records)} rows failed (the table says why)."
+    plot = f"![test accuracy against wall time](docs/results/{name}_acc_vs_time.png)"
+    return f"{line}\n\n{headline_table(records)}\n\n{plot}\n", len(records)
+
+
 def main() -> None:
     table = models_markdown(model_rows(small=True))
     replace_block(MODELS_PAGE, "models", f"{MODELS_NOTE}\n\n{table}\n")
@@ -55,6 +79,15 @@ def main() -> None:
     body, rows = measured_block(RESULTS / "fashion-quick.md", f"\n{plot}\n")
     replace_block(BENCH_PAGE, "bench", body)
     print(f"{BENCH_PAGE.relative_to(ROOT)} bench table: {rows} rows")
+
+    # The fashion-budget table, narrowed: the README's headline, once `papernets bench` has written it.
+    budget = RESULTS / "fashion-budget.json"
+    if budget.is_file():
+        body, rows = budget_block(budget)
+        replace_block(README, "budget", body)
+        print(f"README budget table: {rows} rows")
+    else:
+        print(f"README budget table: {budget.relative_to(ROOT)} not written yet (run `papernets bench`)")
 
     # The fast recipe's seeds, copied from what `python benchmarks/time_to_accuracy.py` wrote: the README's headline.
     body, rows = measured_block(RESULTS / "fashion-mnist-fast.md")

@@ -57,6 +57,51 @@ def test_readme_headline_is_the_measured_time_to_accuracy_table():
     assert "<!-- models:start -->" not in README.read_text() and "<!-- bench:start -->" not in README.read_text()
 
 
+def _update_readme():
+    """``scripts/update_readme.py`` as a module (a script folder, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("update_readme", ROOT / "scripts" / "update_readme.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_headline_is_the_measured_budget_table_once_there_is_one():
+    """Once `papernets bench` has written docs/results/fashion-budget.json, the README's budget block is its
+    narrow table; before that, the README has no budget block to be stale."""
+    measured = DOCS / "results" / "fashion-budget.json"
+    if not measured.is_file():
+        assert "<!-- budget:start -->" not in README.read_text(), "a budget block with no fashion-budget.json"
+        return
+    body, rows = _update_readme().budget_block(measured)
+    assert rows >= 1 and body in _block(README, "budget"), f"README budget table {STALE}"
+
+
+def test_budget_block_names_the_cpu_budget_and_every_row(tmp_path):
+    import json
+
+    budget_block = _update_readme().budget_block
+
+    def record(i, family, acc):
+        return {"id": f"m{i}", "model": f"m{i}", "family": family, "year": 2000 + i, "status": "ok",
+                "test_acc": acc, "params": 1000 * i, "gmacs": 0.01 * i, "train_img_per_s": 100.0 * i,
+                "steps": 500 * i, "data_epochs": 0.5 * i, "cpu": "Some CPU (AVX2)", "budget_min": 5}
+
+    records = [record(1, "lenet", 0.8812), record(2, "resnet", 0.9034),
+               {**record(3, "vit", None), "status": "failed", "error": "out of memory"}]
+    path = tmp_path / "fashion-budget.json"
+    path.write_text(json.dumps({"protocol": "fashion-budget", "records": records, "bench": {"budget_min": 5},
+                                "cpus": ["Some CPU (AVX2)"], "total_time_s": 3725.0,
+                                "versions": {"torch": "2.14.1"}}))
+    body, rows = budget_block(path)
+    assert rows == 3
+    assert "on Some CPU (AVX2): 3 rows, 5 minutes of training each, 1:02:05 in all" in body
+    assert "1 of 3 rows failed" in body and "failed: out of memory" in body
+    assert "| lenet | `m1` | 88.12 | 1,000 | 0.01 | 100.0 | 500 | 0.50 |" in body
+    assert "(docs/results/fashion-budget.md)" in body and "(docs/results/fashion-budget_acc_vs_time.png)" in body
+
+
 def test_readme_is_short_and_starts_with_the_two_commands():
     text = README.read_text()
     assert len(text.splitlines()) <= 250, "the README is for a newcomer: at most 250 lines, details go to docs/"

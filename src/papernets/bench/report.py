@@ -24,14 +24,21 @@ from papernets.bench.table import (
     table_columns,
 )
 
-__all__ = ["CSV_COLUMNS", "sort_by_family", "table_columns", "markdown_table", "write_report"]
+__all__ = ["CSV_COLUMNS", "sort_by_family", "table_columns", "markdown_table", "headline_table", "write_report"]
+
+# The README's headline: the budget table narrowed to what fits a screen (the whole table is in docs/results/).
+HEADLINE_COLUMNS = [("family", "family"), ("id", "model"), ("test_acc", "test acc (%)"), ("params", "params"),
+                    ("gmacs", "GMACs"), ("train_img_per_s", "train img/s"), ("steps", "steps"),
+                    ("data_epochs", "epochs")]
 
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def markdown_table(records: list[dict[str, Any]], paper_schedule: bool) -> str:
-    cols = table_columns(records, paper_schedule)
+def markdown_table(records: list[dict[str, Any]], paper_schedule: bool,
+                   columns: list[tuple[str, str]] | None = None) -> str:
+    """The rows of ``records`` in family order, with ``columns`` (key, header), by default the whole table's."""
+    cols = columns or table_columns(records, paper_schedule)
     right = NUMERIC
     lines = ["| " + " | ".join(h for _, h in cols) + " |",
              "|" + "|".join("---:" if k in right else "---" for k, _ in cols) + "|"]
@@ -40,6 +47,11 @@ def markdown_table(records: list[dict[str, Any]], paper_schedule: bool) -> str:
         cells[1] = f"`{cells[1]}`"
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def headline_table(records: list[dict[str, Any]]) -> str:
+    """The README's narrow form of a budget table: family, model, test accuracy, size, speed, steps and epochs."""
+    return markdown_table(records, False, HEADLINE_COLUMNS)
 
 
 def _meta(protocol: Protocol, records: list[dict[str, Any]]) -> dict[str, Any]:
