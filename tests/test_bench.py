@@ -340,7 +340,7 @@ def test_bench_html_report_in_chromium(bench, tmp_path):
     res = _chromium(page.resolve().as_uri() + "?open=lenet5", tmp_path / "p3", f"--screenshot={shot}")
     with Image.open(shot) as img:
         assert img.size == (1366, 900)
-        assert len(set(img.convert("L").getdata())) > 20, "a blank screenshot"
+        assert sum(1 for n in img.convert("L").histogram() if n) > 20, "a blank screenshot"  # grey levels used
 
 
 def test_out_of_memory_with_sam_turns_on_activation_checkpointing(tmp_path, monkeypatch):
