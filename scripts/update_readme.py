@@ -89,7 +89,7 @@ def main() -> None:
     else:
         print(f"README budget table: {budget.relative_to(ROOT)} not written yet (run `papernets bench`)")
 
-    # The fast recipe's seeds, copied from what `python benchmarks/time_to_accuracy.py` wrote: the README's headline.
+    # The fast recipe's seeds, copied from what `python benchmarks/time_to_accuracy.py` wrote.
     body, rows = measured_block(RESULTS / "fashion-mnist-fast.md")
     replace_block(README, "fast", body)
     print(f"README time-to-accuracy table: {rows} seeds")

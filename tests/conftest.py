@@ -108,9 +108,9 @@ def fashion_root() -> Path:
     return FASHION_ROOT
 
 
-def benchmark_module(name: str):
-    """Import ``benchmarks/<name>.py`` (a script folder, not a package)."""
-    path = REPO / "benchmarks" / f"{name}.py"
+def benchmark_module(name: str, folder: str = "benchmarks"):
+    """Import ``<folder>/<name>.py`` (``benchmarks/`` or ``scripts/``: script folders, not packages)."""
+    path = REPO / folder / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -374,12 +374,9 @@ def test_the_configuration_column_names_a_rows_model_keywords():
 
 
 def test_apply_sweep_writes_the_chosen_settings_into_the_families_section_and_keeps_the_rest(tmp_path):
-    import importlib.util
-    from pathlib import Path
+    from conftest import benchmark_module
 
-    spec = importlib.util.spec_from_file_location("apply_sweep", Path(__file__).parents[1] / "scripts/apply_sweep.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = benchmark_module("apply_sweep", "scripts")
     protocol = tmp_path / "p.yaml"
     protocol.write_text("# a comment\nbase: {train: {batch_size: 64}}\nfamilies: {}\nmodels:  # rows\n  - resnet20\n")
     sweep = tmp_path / "s.json"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import benchmark_module
 from papernets.bench.zoo import model_rows, models_markdown
 
 ROOT = Path(__file__).resolve().parents[2]  # tests/docs/ -> the repository
@@ -58,13 +59,7 @@ def test_readme_headline_is_the_measured_time_to_accuracy_table():
 
 
 def _update_readme():
-    """``scripts/update_readme.py`` as a module (a script folder, not a package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("update_readme", ROOT / "scripts" / "update_readme.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("update_readme", "scripts")
 
 
 def test_readme_headline_is_the_measured_budget_table_once_there_is_one():

@@ -31,6 +31,7 @@ HEADLINE_COLUMNS = [("family", "family"), ("id", "model"), ("test_acc", "test ac
                     ("gmacs", "GMACs"), ("train_img_per_s", "train img/s"), ("steps", "steps"),
                     ("data_epochs", "epochs")]
 
+
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
