@@ -188,6 +188,27 @@ def test_budget_steps_and_calibration(tiny_protocol):
     assert out.train.steps == budget_mod.budget_steps(0.02, cal["seconds_per_step"], 2)
 
 
+def test_the_calibration_times_the_runtime_the_row_runs(tiny_protocol, monkeypatch):
+    """Unset, train.compile is pinned to eager in both the calibration and the row (the trainer's own choice
+    depends on the images a run sees, a whole pass in the calibration); a config's own choice is kept in both."""
+    p = load_protocol(str(tiny_protocol))
+    cfg, _ = row_config(p, p.rows[0])
+    timed = []
+    real = budget_mod.Trainer
+
+    def spy(probe, *args, **kwargs):
+        timed.append(probe.train.compile)
+        return real(probe, *args, **kwargs)
+
+    monkeypatch.setattr(budget_mod, "Trainer", spy)
+    for setting in (None, True, False):
+        cfg.train.compile = setting
+        cal = budget_mod.calibrate(cfg, 0.05, io.StringIO()) if setting is not True else {"seconds_per_step": 0.1}
+        row = budget_mod.budget_config(cfg, p.bench, cal)
+        assert row.train.compile is (setting is True), setting
+    assert timed == [False, False]
+
+
 def test_bench_with_a_budget_records_its_steps_and_resumes(tiny_protocol, tmp_path, capsys):
     out, results = tmp_path / "out", tmp_path / "results"
     args = ["bench", "--protocol", str(tiny_protocol), "--out", str(out), "--results", str(results)]

@@ -72,6 +72,7 @@ def calibrate(cfg: Config, seconds: float, log: IO[str], warmup: int = 2, min_st
     after ``warmup`` untimed steps, through a throwaway ``Trainer`` that writes nothing."""
     probe = copy.deepcopy(cfg)
     probe.train.steps, probe.train.epochs, probe.train.precise_bn = None, 1, 0
+    probe.train.compile = eager_unless_set(cfg)
     probe.output.checkpoint = probe.output.save_best = probe.output.plots = False
     started = time.perf_counter()
     trainer = Trainer(probe, Path("calibration-not-written"), stream=io.StringIO())
@@ -99,9 +100,18 @@ def budget_steps(budget_min: float, seconds_per_step: float, segments: int) -> i
     return max(segments, steps)
 
 
+def eager_unless_set(cfg: Config) -> bool:
+    """The ``train.compile`` of a budget row and of its calibration: the config's, else eager. Left to the trainer,
+    the choice would depend on the images a run sees, which differ between the calibration (a whole pass) and the
+    row (its budget's), so the calibration could time a compiled model for a row that then runs eager."""
+    return False if cfg.train.compile is None else bool(cfg.train.compile)
+
+
 def budget_config(cfg: Config, budget: dict[str, Any], calibration: dict[str, Any]) -> Config:
-    """``cfg`` with the budget as ``train.steps`` in ``budget['segments']`` segments (``train.epochs``)."""
+    """``cfg`` with the budget as ``train.steps`` in ``budget['segments']`` segments (``train.epochs``), and
+    ``train.compile`` pinned to what the calibration timed."""
     out = copy.deepcopy(cfg)
+    out.train.compile = eager_unless_set(cfg)
     out.train.epochs = budget["segments"]
     out.train.steps = budget_steps(budget["budget_min"], calibration["seconds_per_step"], budget["segments"])
     return out
