@@ -12,6 +12,7 @@ import torch
 import yaml
 from torch import nn
 
+from conftest import benchmark_module
 from papernets.bench import budget as budget_mod
 from papernets.bench.protocol import load_protocol, row_config
 from papernets.cli import main
@@ -395,8 +396,6 @@ def test_the_configuration_column_names_a_rows_model_keywords():
 
 
 def test_apply_sweep_writes_the_chosen_settings_into_the_families_section_and_keeps_the_rest(tmp_path):
-    from conftest import benchmark_module
-
     mod = benchmark_module("apply_sweep", "scripts")
     protocol = tmp_path / "p.yaml"
     protocol.write_text("# a comment\nbase: {train: {batch_size: 64}}\nfamilies: {}\nmodels:  # rows\n  - resnet20\n")

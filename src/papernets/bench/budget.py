@@ -104,7 +104,7 @@ def eager_unless_set(cfg: Config) -> bool:
     """The ``train.compile`` of a budget row and of its calibration: the config's, else eager. Left to the trainer,
     the choice would depend on the images a run sees, which differ between the calibration (a whole pass) and the
     row (its budget's), so the calibration could time a compiled model for a row that then runs eager."""
-    return False if cfg.train.compile is None else bool(cfg.train.compile)
+    return bool(cfg.train.compile)  # None (unset): eager
 
 
 def budget_config(cfg: Config, budget: dict[str, Any], calibration: dict[str, Any]) -> Config:
