@@ -189,6 +189,29 @@ def test_budget_steps_and_calibration(tiny_protocol):
     assert out.train.steps == budget_mod.budget_steps(0.02, cal["seconds_per_step"], 2)
 
 
+def test_the_calibration_warms_up_for_its_seconds_before_timing(monkeypatch):
+    """Slow first steps (1 s each, then 0.1 s) stay out of the timing while the warmup's seconds last."""
+    clock = iter([0.0, 1.0, 2.0, 3.0, *(3.0 + 0.1 * k for k in range(1, 200))])
+    monkeypatch.setattr(budget_mod.time, "perf_counter", lambda: next(clock))
+
+    class Loader:
+        def __len__(self):
+            return 300
+
+        def batches(self, epoch=0, start=0):
+            yield from range(300)
+
+    timed = budget_mod._Timed(Loader(), seconds=1.0, warmup=2, min_steps=3, warmup_s=3.0)
+    list(timed.batches())
+    assert timed.warmup == 3  # the stamp at 3.0 s is the first timed one, not the one at 2.0 s
+    per_step = (timed.stamps[-1] - timed.stamps[timed.warmup]) / (len(timed.stamps) - 1 - timed.warmup)
+    assert per_step == pytest.approx(0.1)
+    no_wait = budget_mod._Timed(Loader(), seconds=1.0, warmup=2, min_steps=3)
+    clock = iter([0.0, 1.0, 2.0, 3.0, *(3.0 + 0.1 * k for k in range(1, 200))])
+    list(no_wait.batches())
+    assert no_wait.warmup == 2  # without warmup seconds: the step count alone
+
+
 def test_the_calibration_times_the_runtime_the_row_runs(tiny_protocol, monkeypatch):
     """Unset, train.compile is pinned to eager in both the calibration and the row (the trainer's own choice
     depends on the images a run sees, a whole pass in the calibration); a config's own choice is kept in both."""
@@ -222,8 +245,9 @@ def test_bench_with_a_budget_records_its_steps_and_resumes(tiny_protocol, tmp_pa
         rec = json.loads((run / "bench.json").read_text())
         assert rec["steps"] == cfg.train.steps and rec["images_seen"] == cfg.train.steps * 32
         assert rec["budget_min"] == 0.02 and rec["cpu"] and len(rec["curves"]) == 2
+        assert 0 < rec["train_time_s"] < rec["wall_time_s"]  # the training steps, validation left out
     md = (results / "tiny.md").read_text()
-    assert "| CPU | budget | steps | images seen | epochs |" in md and "0.02 min" in md
+    assert "| CPU | budget | training time | steps | images seen | epochs |" in md and "0.02 min" in md
     assert (results / "tiny_acc_vs_time.png").is_file() and (results / "tiny_speed_vs_gmacs.png").is_file()
     capsys.readouterr()
     assert main(args) == 0  # everything kept

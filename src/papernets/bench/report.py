@@ -98,7 +98,9 @@ def _intro(meta: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
             "batch, epochs = images seen / training images. The learning rate warms up, then decays to zero at the "
             f"last step. Validation {'midway and ' if b['segments'] == 2 else ''}at the end"
             + (f" ({b['segments']} points)" if b["segments"] > 2 else "")
-            + "; wall time counts training and validation. Each row names the CPU it ran on ("
+            + "; wall time counts training and validation, training time the training steps alone (what the "
+            "calibration aimed at the budget: how far it is from the budget is how well the calibration predicted "
+            "the row's pace). Each row names the CPU it ran on ("
             + (", ".join(meta.get("cpus") or []) or "n/a") + "): a row resumed on another day keeps its own.",
         ]
     return lines

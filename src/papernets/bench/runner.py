@@ -264,6 +264,7 @@ def bench_row(protocol: Protocol, row: Row, out: Path, overrides: list[str], log
             best_epoch=summary["best_epoch"], params=summary["params"], gmacs=summary["gmacs"],
             gflops=summary["gflops"], input=_input_label(in_chans, used.data.image_size),
             train_img_per_s=statistics.median(r["train_img_per_s"] for r in history) if history else None,
+            train_time_s=_train_time(history),
             wall_time_s=summary["wall_time_s"], epochs=summary["epochs"], batch_size=used.train.batch_size,
             accum_steps=used.train.accum_steps, micro_batch=used.train.batch_size // used.train.accum_steps,
             device=summary["device"], schedule=used.schedule.name,
@@ -370,6 +371,13 @@ def _paper_schedule_column(rec: dict[str, Any], protocol: Protocol, row: Row, ou
             "paper_schedule_accum_steps": used.train.accum_steps}
 
 
+def _train_time(history: list[dict[str, float]]) -> float | None:
+    """Seconds the run spent in its training steps (its epochs' times, validation left out): what a budget row's
+    calibration aimed at ``budget_min`` minutes."""
+    times = [r["epoch_time_s"] for r in history if "epoch_time_s" in r]
+    return sum(times) if times else None
+
+
 def _kept(run_dir: Path, retry_failed: bool) -> dict[str, Any] | None:
     path = run_dir / "bench.json"
     if not path.is_file():
@@ -380,6 +388,8 @@ def _kept(run_dir: Path, retry_failed: bool) -> dict[str, Any] | None:
         return None
     if retry_failed and (rec.get("status") != "ok" or "paper_schedule_error" in rec):
         return None
+    if rec.get("status") == "ok" and "train_time_s" not in rec:  # a row benched before the column existed
+        rec["train_time_s"] = _train_time(_metrics(run_dir))
     return rec
 
 

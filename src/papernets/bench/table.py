@@ -12,14 +12,14 @@ CSV_COLUMNS = [
     "id", "model", "family", "year", "status", "error", "test_acc", "best_val_acc", "paper_schedule_test_acc",
     "paper_schedule", "paper_schedule_error", "params", "gmacs", "gflops", "input", "train_img_per_s",
     "infer_img_per_s", "peak_memory_mb", "wall_time_s", "paper_schedule_wall_time_s", "batch_size", "accum_steps",
-    "micro_batch", "epochs", "device", "cpu", "budget_min", "steps", "images_seen", "data_epochs", "configuration",
-    "note", "run_dir",
+    "micro_batch", "epochs", "device", "cpu", "budget_min", "train_time_s", "steps", "images_seen", "data_epochs",
+    "configuration", "note", "run_dir",
 ]
-BUDGET_COLUMNS = [("cpu", "CPU"), ("budget_min", "budget"), ("steps", "steps"), ("images_seen", "images seen"),
-                  ("data_epochs", "epochs")]
+BUDGET_COLUMNS = [("cpu", "CPU"), ("budget_min", "budget"), ("train_time_s", "training time"), ("steps", "steps"),
+                  ("images_seen", "images seen"), ("data_epochs", "epochs")]
 NUMERIC = {"year", "test_acc", "paper_schedule_test_acc", "params", "gmacs", "gflops", "train_img_per_s",
-            "infer_img_per_s", "peak_memory_mb", "wall_time_s", "batch_size", "budget_min", "steps", "images_seen",
-            "data_epochs"}
+            "infer_img_per_s", "peak_memory_mb", "wall_time_s", "batch_size", "budget_min", "train_time_s", "steps",
+            "images_seen", "data_epochs"}
 
 
 def sort_by_family(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -89,6 +89,8 @@ def cell(r: dict[str, Any], key: str) -> tuple[str, Any]:
         return (fmt_seconds(v) if ok else "n/a"), (v if ok else None)
     if key == "budget_min":
         return ("n/a", None) if v is None else (f"{v:g} min", v)
+    if key == "train_time_s":
+        return (fmt_seconds(v) if ok and v is not None else "n/a"), (v if ok else None)
     if key in ("steps", "images_seen"):
         return _num(v, ","), v
     if key == "data_epochs":
