@@ -191,7 +191,8 @@ def test_budget_steps_and_calibration(tiny_protocol):
 
 def test_the_calibration_warms_up_for_its_seconds_before_timing(monkeypatch):
     """Slow first steps (1 s each, then 0.1 s) stay out of the timing while the warmup's seconds last."""
-    clock = iter([0.0, 1.0, 2.0, 3.0, *(3.0 + 0.1 * k for k in range(1, 200))])
+    moments = [0.0, 1.0, 2.0, 3.0, *(3.0 + 0.1 * k for k in range(1, 200))]
+    clock = iter(moments)
     monkeypatch.setattr(budget_mod.time, "perf_counter", lambda: next(clock))
 
     class Loader:
@@ -207,7 +208,7 @@ def test_the_calibration_warms_up_for_its_seconds_before_timing(monkeypatch):
     per_step = (timed.stamps[-1] - timed.stamps[timed.warmup]) / (len(timed.stamps) - 1 - timed.warmup)
     assert per_step == pytest.approx(0.1)
     no_wait = budget_mod._Timed(Loader(), seconds=1.0, warmup=2, min_steps=3)
-    clock = iter([0.0, 1.0, 2.0, 3.0, *(3.0 + 0.1 * k for k in range(1, 200))])
+    clock = iter(moments)
     list(no_wait.batches())
     assert no_wait.warmup == 2  # without warmup seconds: the step count alone
 
