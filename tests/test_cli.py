@@ -56,12 +56,17 @@ def run_dir(tmp_path_factory, digits):
     (["profile", "vgg99"], ["unknown model 'vgg99'"]),
     (["models", "zzz*"], ["no model matches 'zzz*'"]),
 ])
-def test_bad_input_is_one_line_and_exit_2(args, fragments):
-    _one_line_error(run_cli(*args), *fragments)
+def test_bad_input_is_one_line_and_exit_2(cli, args, fragments):
+    _one_line_error(cli(*args), *fragments)
 
 
-def test_dataset_not_found_says_where_and_how(tmp_path):
-    res = run_cli("train", "--model", "lenet5", "--dataset", "mnist", "--image-size", "28",
+def test_the_command_itself_exits_2_with_one_line():
+    """The cases above run in this process (``main``); this one runs the installed command in a new interpreter."""
+    _one_line_error(run_cli("train", "--model", "resnet81"), "unknown model 'resnet81'", "resnet18")
+
+
+def test_dataset_not_found_says_where_and_how(cli, tmp_path):
+    res = cli("train", "--model", "lenet5", "--dataset", "mnist", "--image-size", "28",
                   "--data-root", str(tmp_path), "--out", str(tmp_path))
     _one_line_error(res, "dataset 'mnist' not found", str(tmp_path), "data.download=true")
 
@@ -74,8 +79,8 @@ def test_train_on_mnist_format_files(tmp_path):
     assert json.loads((tmp_path / "m" / "summary.json").read_text())["dataset"] == "mnist"
 
 
-def test_existing_run_directory_is_not_overwritten(run_dir):
-    res = run_cli("train", "--model", "lenet5_bn", "--out", str(run_dir.parent), "--name", run_dir.name)
+def test_existing_run_directory_is_not_overwritten(cli, run_dir):
+    res = cli("train", "--model", "lenet5_bn", "--out", str(run_dir.parent), "--name", run_dir.name)
     _one_line_error(res, "already holds a run", "--resume")
 
 
@@ -131,10 +136,10 @@ def test_predict_labels_real_images(run_dir, tmp_path, digits):
     assert out["big_rgb.jpg"][0]["label"] in data.classes  # RGB, 56 px: converted to gray and resized
 
 
-def test_predict_names_a_corrupt_image(run_dir, tmp_path):
+def test_predict_names_a_corrupt_image(cli, run_dir, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG not really")
-    _one_line_error(run_cli("predict", str(run_dir), str(bad)), "cannot read image", "broken.png")
+    _one_line_error(cli("predict", str(run_dir), str(bad)), "cannot read image", "broken.png")
 
 
 def test_models_lists_params_and_gmacs():

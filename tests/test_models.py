@@ -98,7 +98,7 @@ def test_minimum_image_size_runs(name):
         assert model(torch.randn(1, 3, size, size)).shape == (1, 3)
 
 
-@pytest.mark.parametrize("name", [c.values[0] for c in CASES])
+@pytest.mark.parametrize("name", CASES)
 def test_drop_rate_is_settable_and_unknown_kwargs_fail(name):
     model = papernets.create_model(name, num_classes=10, in_chans=1, img_size=28, drop_rate=0.25)
     assert model.drop_rate == 0.25

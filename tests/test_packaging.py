@@ -68,6 +68,7 @@ def test_recipe_paper_and_a_shipped_config_by_name(installed):
     assert "# The paper recipe was applied:" in (work / "runs" / "r" / "config.yaml").read_text()
 
 
+@pytest.mark.slow  # about 20 s; test_the_wheel_holds_every_config checks the protocol files are in the wheel
 def test_a_bench_protocol_by_name(installed):
     bin_dir, env, work, _ = installed
     _run([str(bin_dir / "papernets"), "bench", "--protocol", "fashion-quick", "--models", "lenet5", "--set",

@@ -180,6 +180,7 @@ def test_an_image_that_fails_only_when_decoded_is_named(folder, tmp_path):
     assert res.returncode == 2 and "cut.jpg" in lines[-1] and "Traceback" not in res.stderr, res.stderr[-2000:]
 
 
+@pytest.mark.slow  # about 30 s; progressive learning itself is tested on the memory pipeline (test_progressive.py)
 def test_progressive_learning_reaches_the_workers(folder, tmp_path):
     cfg = _cfg(folder, tmp_path, "model.name=resnet20", "train.epochs=2", "train.progressive=true",
                "train.progressive_stages=2",
