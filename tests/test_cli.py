@@ -71,9 +71,9 @@ def test_dataset_not_found_says_where_and_how(cli, tmp_path):
     _one_line_error(res, "dataset 'mnist' not found", str(tmp_path), "data.download=true")
 
 
-def test_train_on_mnist_format_files(tmp_path):
+def test_train_on_mnist_format_files(cli, tmp_path):
     write_mnist(tmp_path / "data", n_train=200, n_test=50)
-    res = run_cli("train", "--model", "lenet5", "--dataset", "mnist", "--data-root", str(tmp_path / "data"),
+    res = cli("train", "--model", "lenet5", "--dataset", "mnist", "--data-root", str(tmp_path / "data"),
                   "--image-size", "28", "--epochs", "1", "--out", str(tmp_path), "--name", "m")
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads((tmp_path / "m" / "summary.json").read_text())["dataset"] == "mnist"
@@ -109,7 +109,7 @@ def test_eval_rejects_unreadable_and_foreign_checkpoints(tmp_path):
     _one_line_error(run_cli("eval", str(tmp_path / "missing.pt")), "does not exist")
 
 
-def test_predict_labels_real_images(run_dir, tmp_path, digits):
+def test_predict_labels_real_images(cli, run_dir, tmp_path, digits):
     from papernets.data import load_dataset
     from papernets.data.transforms import normalize
     from papernets.engine.inference import load_trained
@@ -119,7 +119,7 @@ def test_predict_labels_real_images(run_dir, tmp_path, digits):
         Image.fromarray(data.test_x[i, 0].numpy(), "L").save(tmp_path / f"img{i:02d}.png")
     rgb = np.stack([data.test_x[3, 0].numpy()] * 3, -1)
     Image.fromarray(rgb, "RGB").resize((56, 56)).save(tmp_path / "big_rgb.jpg")
-    res = run_cli("predict", str(run_dir), str(tmp_path), "--top-k", "3", "--json")
+    res = cli("predict", str(run_dir), str(tmp_path), "--top-k", "3", "--json")
     assert res.returncode == 0, res.stderr
     out = {item["image"].rsplit("/", 1)[-1]: item["top"] for item in json.loads(res.stdout)}
     assert len(out) == 13
@@ -142,13 +142,13 @@ def test_predict_names_a_corrupt_image(cli, run_dir, tmp_path):
     _one_line_error(cli("predict", str(run_dir), str(bad)), "cannot read image", "broken.png")
 
 
-def test_models_lists_params_and_gmacs():
-    res = run_cli("models", "resnet*", "--json")
+def test_models_lists_params_and_gmacs(cli):
+    res = cli("models", "resnet*", "--json")
     assert res.returncode == 0, res.stderr
     rows = {r["name"]: r for r in json.loads(res.stdout)}
     assert rows["resnet18"]["params"] == 11_689_512 and rows["resnet18"]["gmacs"] == pytest.approx(1.814, rel=0.01)
     assert rows["resnet18"]["year"] == 2015
-    text = run_cli("models", "lenet*")
+    text = cli("models", "lenet*")
     assert text.returncode == 0 and "lenet5_bn" in text.stdout and "Gradient-Based Learning" in text.stdout
 
 
@@ -287,7 +287,7 @@ def test_cuda_device_without_cuda_is_a_config_error(cli, tmp_path, monkeypatch):
 
 
 def test_debug_shows_the_traceback_and_normal_mode_one_line(cli):
-    res = run_cli("--debug", "train", "--model", "resnet81")
+    res = cli("--debug", "train", "--model", "resnet81")
     assert res.returncode == 2 and "Traceback (most recent call last)" in res.stderr, res.stderr[-1500:]
     assert "UnknownModelError: unknown model 'resnet81'" in res.stderr
     _one_line_error(cli("train", "--model", "resnet81"), "unknown model 'resnet81'")
