@@ -266,3 +266,22 @@ def test_import_sources():
     assert get_entry("efficientnet_b5").pretrained["torchvision"].kwargs == {}
     for name in NAMES:
         assert get_entry(name).pretrained["timm"].kwargs == {"tf_padding": True}
+
+
+def test_head_init_zero_starts_at_a_uniform_prediction_and_the_paper_bound_scales_with_the_classes():
+    x = torch.randn(8, 1, 28, 28)
+    torch.manual_seed(0)
+    paper = create_model("efficientnet_b0", num_classes=10, in_chans=1, img_size=28)
+    bound = 1 / 10**0.5  # the reference: uniform(+-1/sqrt(num_classes)), +-0.32 at 10 classes
+    assert paper.classifier.weight.abs().max() <= bound and paper.classifier.weight.abs().max() > 0.9 * bound
+    torch.manual_seed(0)
+    zero = create_model("efficientnet_b0", num_classes=10, in_chans=1, img_size=28, head_init="zero")
+    assert torch.count_nonzero(zero.classifier.weight) == 0 and torch.count_nonzero(zero.classifier.bias) == 0
+    paper.eval(), zero.eval()  # no stochastic depth
+    with torch.no_grad():  # every weight but the classifier's is the same draw
+        assert torch.equal(paper.forward_features(x), zero.forward_features(x))
+        assert torch.equal(zero(x), torch.zeros(8, 10))
+    zero.reset_classifier(5)  # a new head keeps the choice
+    assert zero.classifier.weight.shape == (5, 1280) and torch.count_nonzero(zero.classifier.weight) == 0
+    with pytest.raises(ValueError, match="head_init 'xavier' is not one of 'paper', 'zero'"):
+        create_model("efficientnet_v2_s", num_classes=10, head_init="xavier")
