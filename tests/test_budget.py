@@ -418,6 +418,9 @@ def test_the_configuration_column_names_a_rows_model_keywords():
     rows = {r.id: r for r in p.rows}
     assert "init he" in describe_config(row_config(p, rows["vgg16"])[0])
     assert "init" not in describe_config(row_config(p, rows["resnet18"])[0])
+    assert "head_init zero" in describe_config(row_config(p, rows["efficientnet_v2_s"])[0])
+    assert "gradient clipping 1" in describe_config(row_config(p, rows["gmlp_s_16"])[0])
+    assert "clipping" not in describe_config(row_config(p, rows["vit_s_16"])[0])
 
 
 def test_apply_sweep_writes_the_chosen_settings_into_the_families_section_and_keeps_the_rest(tmp_path):

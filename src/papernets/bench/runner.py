@@ -210,6 +210,7 @@ def describe_config(cfg: Config, recipe: str | None = None, runtime: Runtime | N
     parts.append(f"{t.steps:,} steps" if t.steps else f"{t.epochs} epoch{'s' if t.epochs != 1 else ''}")
     extras = [f"{k} {v}" for k, v in sorted(cfg.model.kwargs.items())]  # e.g. "init he"
     extras += [name for name, on in ((f"label smoothing {t.label_smoothing:g}", t.label_smoothing),
+                                    (f"gradient clipping {t.grad_clip or 0:g}", t.grad_clip),
                                     ("mixup", t.mixup_alpha),
                                     ("cutmix", t.cutmix_alpha), ("EMA", t.ema), ("progressive", t.progressive),
                                     ("RandAugment", cfg.data.randaugment_ops),
