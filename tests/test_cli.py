@@ -67,14 +67,14 @@ def test_the_command_itself_exits_2_with_one_line():
 
 def test_dataset_not_found_says_where_and_how(cli, tmp_path):
     res = cli("train", "--model", "lenet5", "--dataset", "mnist", "--image-size", "28",
-                  "--data-root", str(tmp_path), "--out", str(tmp_path))
+              "--data-root", str(tmp_path), "--out", str(tmp_path))
     _one_line_error(res, "dataset 'mnist' not found", str(tmp_path), "data.download=true")
 
 
 def test_train_on_mnist_format_files(cli, tmp_path):
     write_mnist(tmp_path / "data", n_train=200, n_test=50)
     res = cli("train", "--model", "lenet5", "--dataset", "mnist", "--data-root", str(tmp_path / "data"),
-                  "--image-size", "28", "--epochs", "1", "--out", str(tmp_path), "--name", "m")
+              "--image-size", "28", "--epochs", "1", "--out", str(tmp_path), "--name", "m")
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads((tmp_path / "m" / "summary.json").read_text())["dataset"] == "mnist"
 
