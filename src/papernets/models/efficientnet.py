@@ -126,6 +126,7 @@ from papernets.layers import (
     make_divisible,
     small_form,
 )
+from papernets.layers.weight_init import zero_init_
 from papernets.pretrained import rename_keys
 from papernets.registry import Paper, PretrainedSource, register_model
 
@@ -387,12 +388,7 @@ def _init_classifier(m: nn.Linear) -> None:
     nn.init.zeros_(m.bias)
 
 
-def _zero_classifier(m: nn.Linear) -> None:
-    nn.init.zeros_(m.weight)
-    nn.init.zeros_(m.bias)
-
-
-HEAD_INITS: dict[str, Callable[[nn.Linear], None]] = {"paper": _init_classifier, "zero": _zero_classifier}
+HEAD_INITS: dict[str, Callable[[nn.Linear], None]] = {"paper": _init_classifier, "zero": zero_init_}
 
 
 def _efficientnet_v1(variant: str, **kwargs: Any) -> EfficientNet:
