@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import platform
 import statistics
 import sys
@@ -69,6 +70,17 @@ def machine(results: list[dict[str, Any]]) -> str:
     return "; ".join(dict.fromkeys(f"{h['cpu']}, {h['threads']} threads, {h['gpu'] or 'no GPU'}" for h in hosts))
 
 
+def validated(results: list[dict[str, Any]]) -> str:
+    """What the table says of the validations, where a run skipped some (``train.val_every``)."""
+    counts = {sum(not math.isnan(row["val_acc"]) for row in r["history"]) for r in results}
+    epochs = {r["epochs"] for r in results}
+    if counts == epochs:
+        return ""
+    return (" (these runs validate " + " or ".join(map(str, sorted(counts))) + " times in "
+            + " or ".join(map(str, sorted(epochs))) + " epochs, `train.val_every`: the time is that of the first "
+            "validated epoch to reach it, and the per-epoch validations the runs skip are time they do not spend)")
+
+
 def write_table(results: list[dict[str, Any]], target: float, command: str, out: Path) -> None:
     tests = [r["test_acc"] for r in results]
     walls = [r["wall_time_s"] for r in results]
@@ -79,7 +91,8 @@ def write_table(results: list[dict[str, Any]], target: float, command: str, out:
         f"{torch.__version__}. One run per seed, one after the other. Wall time: the trainer's clock for the whole "
         "run (loading, training, validation, checkpoints, the final test). Test accuracy: the best-validation "
         f"weights, tested once at the end. Validation reached {target:.1f}%: the run's wall time at the end of the "
-        "first epoch whose validation accuracy (6,000 images held out of the training set) reached it.",
+        "first epoch whose validation accuracy (6,000 images held out of the training set) reached it"
+        + validated(results) + ".",
         "",
         f"| seed | test acc (%) | best val acc (%) | epochs | wall time | validation reached {target:.1f}% at |",
         "|---:|---:|---:|---:|---:|---:|",
@@ -105,13 +118,14 @@ def plot(results: list[dict[str, Any]], target: float, title: str, path: Path) -
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), dpi=110)
     for ax, zoom in zip(axes, (False, True), strict=True):
         for r in results:
-            h = r["history"]
+            h = [row for row in r["history"] if not math.isnan(row["val_acc"])]  # train.val_every skips some
             line, = ax.plot([row["wall_time_s"] / 60 for row in h], [row["val_acc"] * 100 for row in h], "o-",
                             ms=3, label=f"seed {r['seed']}: test {r['test_acc']:.2f}%")
             ax.plot([r["wall_time_s"] / 60], [r["test_acc"]], "*", ms=11, color=line.get_color())
         ax.axhline(target, color="0.3", ls="--", lw=1, label=f"target {target:.1f}%")
         if zoom:
-            tops = [row["val_acc"] * 100 for r in results for row in r["history"]] + [r["test_acc"] for r in results]
+            tops = [row["val_acc"] * 100 for r in results for row in r["history"] if not math.isnan(row["val_acc"])]
+            tops += [r["test_acc"] for r in results]
             ax.set_ylim(target - 3, max(max(tops), target) + 0.5)
             near = [row["wall_time_s"] / 60 for r in results for row in r["history"]
                     if row["val_acc"] * 100 >= target - 3]

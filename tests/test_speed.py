@@ -2,6 +2,7 @@
 in tests/docs/test_results_speed.py)."""
 
 import io
+import math
 import re
 from pathlib import Path
 
@@ -215,6 +216,12 @@ def test_time_to_target_is_the_wall_time_of_the_first_epoch_that_reached_it():
     assert tta.time_to(history, 94.0) == 61.0
     assert tta.time_to(history, 95.0) == 121.0
     assert tta.time_to(history, 96.0) is None
+    assert tta.validated([{"history": history, "epochs": 4}]) == ""
+    # train.val_every: the skipped epochs' rows have no validation (nan), the table says how often runs validated
+    sparse = [{"val_acc": math.nan, "wall_time_s": 30.0}, {"val_acc": 0.941, "wall_time_s": 50.0},
+              {"val_acc": math.nan, "wall_time_s": 70.0}, {"val_acc": 0.95, "wall_time_s": 95.0}]
+    assert tta.time_to(sparse, 94.0) == 50.0 and tta.time_to(sparse, 95.0) == 95.0
+    assert tta.validated([{"history": sparse, "epochs": 4}]).startswith(" (these runs validate 2 times in 4 epochs")
 
 
 @pytest.mark.slow

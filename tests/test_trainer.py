@@ -379,3 +379,18 @@ def test_a_lookahead_run_ends_on_its_average_and_evaluates_it(tmp_path):
     model, avg = ckpt["model"], ckpt["ema"]
     assert model.keys() == avg.keys() and all(torch.equal(model[k], avg[k]) for k in model)
     assert "ema_val_acc" in _rows(tmp_path / "la")[0]
+
+
+def test_val_every_validates_every_nth_epoch_and_the_last(tmp_path):
+    res = run_cli("train", *SYNTHETIC, *DETERMINISTIC, "--epochs", "3", "--set", "train.val_every=2",
+                  "--set", "data.limit=150", "--out", str(tmp_path), "--name", "ve")
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = _rows(tmp_path / "ve")
+    assert [math.isnan(float(r["val_acc"])) for r in rows] == [True, False, False]
+    assert all(math.isfinite(float(r["train_loss"])) for r in rows)
+    log = res.stdout + res.stderr
+    assert "epoch 1/3: train loss" in log and "not validated" in log.split("epoch 2/3:")[0]
+    summary = json.loads((tmp_path / "ve" / "summary.json").read_text())
+    assert summary["best_epoch"] in (2, 3) and (tmp_path / "ve" / "checkpoints" / "best.pt").is_file()
+    res = run_cli("train", *SYNTHETIC, "--set", "train.val_every=0", "--out", str(tmp_path))
+    assert res.returncode == 2 and "train.val_every" in res.stderr and "got 0" in res.stderr

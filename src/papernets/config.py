@@ -120,6 +120,7 @@ class TrainConfig:
     sync_bn: bool = False  # torchrun: batch-norm statistics over all processes' batches (SyncBatchNorm; CUDA only)
     threads: int | None = None  # CPU threads; None: PyTorch's default
     log_every: int = 20  # progress updates per epoch (non-interactive output)
+    val_every: int = 1  # validate every this many epochs (segments) and after the last; the others only checkpoint
     recipe: Literal["paper"] | None = None  # "paper": the model's paper recipe (configs/recipes/<family>.yaml)
     mixup_alpha: float = 0.0  # mixup Beta(alpha, alpha); 0: off
     cutmix_alpha: float = 0.0  # cutmix Beta(alpha, alpha); 0: off
@@ -525,6 +526,7 @@ def _validate_regularization(cfg: Config) -> None:
         _check(0.0 <= getattr(t, key) <= 1.0, f"train.{key} must be in [0, 1], got {getattr(t, key)}.")
     _check(0.0 <= t.ema_decay < 1.0, f"train.ema_decay must be in [0, 1), got {t.ema_decay}.")
     _check(t.lookahead >= 0, f"train.lookahead must be 0 (off) or a number of steps, got {t.lookahead}.")
+    _check(t.val_every >= 1, f"train.val_every must be a whole number of epochs, at least 1, got {t.val_every}.")
     _check(t.select_best_on != "ema" or t.ema, "train.select_best_on=ema needs train.ema=true.")
 
 

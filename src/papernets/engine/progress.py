@@ -6,6 +6,8 @@ epoch, so long runs show steady progress without flooding the output.
 
 from __future__ import annotations
 
+import math
+
 import sys
 import time
 from typing import TextIO
@@ -63,8 +65,10 @@ class Progress:
 def epoch_line(unit: str, epochs: int, row: dict[str, float], improved: bool) -> str:
     """The line printed at the end of an epoch (or a budget's segment) from its ``metrics.csv`` row."""
     left = row["epoch_time_s"] * (epochs - int(row["epoch"]))
+    validated = not math.isnan(row["val_acc"])
     return (f"{unit} {int(row['epoch'])}/{epochs}: train loss {row['train_loss']:.4f} "
-            f"acc {row['train_acc'] * 100:.2f}% | val loss {row['val_loss']:.4f} acc {row['val_acc'] * 100:.2f}%"
-            + (f" | EMA val acc {row['ema_val_acc'] * 100:.2f}%" if "ema_val_acc" in row else "")
+            f"acc {row['train_acc'] * 100:.2f}% | "
+            + (f"val loss {row['val_loss']:.4f} acc {row['val_acc'] * 100:.2f}%" if validated else "not validated")
+            + (f" | EMA val acc {row['ema_val_acc'] * 100:.2f}%" if validated and "ema_val_acc" in row else "")
             + f"{' (best)' if improved else ''} | {row['epoch_time_s']:.1f}s, "
             f"{row['train_img_per_s']:.0f} img/s, left {format_seconds(left)}")

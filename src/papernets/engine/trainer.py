@@ -287,7 +287,11 @@ class Trainer:
 
     def _validate(self, epoch: int) -> tuple[dict[str, float] | None, dict[str, float] | None]:
         """Validation of the weights and of their EMA, with rank 0's batch-norm statistics (recomputed first on
-        the epoch's first ``train.precise_bn`` training batches, where that is on)."""
+        the epoch's first ``train.precise_bn`` training batches, where that is on); none after an epoch that
+        ``train.val_every`` skips."""
+        t = self.cfg.train
+        if (epoch + 1) % t.val_every and epoch + 1 < t.epochs:
+            return None, None
         if self.cfg.train.precise_bn:
             batches = itertools.islice(self.train_loader.batches(epoch), self.cfg.train.precise_bn)
             recompute_bn_stats(self.model, batches, self.runtime.amp_dtype)
