@@ -10,7 +10,8 @@ after the other, so that each has the machine to itself. A finished run is kept 
 as in ``papernets bench``. The table gives each seed's test accuracy (best-validation weights, tested once at the
 end), the wall time of the whole run, and the time at which validation accuracy first reached the target; the
 plot (``OUT`` with ``.png``) draws validation accuracy against wall time for every seed, the target and each
-run's final test accuracy.
+run's final test accuracy, and on the left the training accuracy of every epoch (dashed), which a run that
+validates only every few epochs (``train.val_every``) still records.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ def validated(results: list[dict[str, Any]]) -> str:
     epochs = {r["epochs"] for r in results}
     if counts == epochs:
         return ""
-    return (" (these runs validate " + " or ".join(map(str, sorted(counts))) + " times in "
+    times = " or ".join("once" if c == 1 else f"{c} times" for c in sorted(counts))
+    return (f" (these runs validate {times} in "
             + " or ".join(map(str, sorted(epochs))) + " epochs, `train.val_every`: the time is that of the first "
             "validated epoch to reach it, and the per-epoch validations the runs skip are time they do not spend)")
 
@@ -122,6 +124,9 @@ def plot(results: list[dict[str, Any]], target: float, title: str, path: Path) -
             line, = ax.plot([row["wall_time_s"] / 60 for row in h], [row["val_acc"] * 100 for row in h], "o-",
                             ms=3, label=f"seed {r['seed']}: test {r['test_acc']:.2f}%")
             ax.plot([r["wall_time_s"] / 60], [r["test_acc"]], "*", ms=11, color=line.get_color())
+            if not zoom:  # the training accuracy of every epoch, also where validation skipped it
+                ax.plot([row["wall_time_s"] / 60 for row in r["history"]],
+                        [row["train_acc"] * 100 for row in r["history"]], "--", lw=1, color=line.get_color())
         ax.axhline(target, color="0.3", ls="--", lw=1, label=f"target {target:.1f}%")
         if zoom:
             tops = [row["val_acc"] * 100 for r in results for row in r["history"] if not math.isnan(row["val_acc"])]
@@ -135,7 +140,8 @@ def plot(results: list[dict[str, Any]], target: float, title: str, path: Path) -
             ax.set_title("the last epochs")
         else:
             ax.set_ylim(0, 100)
-            ax.set_title(title, fontsize=10)
+            ax.set_xlim(left=0)
+            ax.set_title(title + "\n(dashed: training accuracy)", fontsize=10)
         ax.set_xlabel("wall time (minutes)")
         ax.set_ylabel("validation accuracy (%)  (star: final test accuracy)")
         ax.grid(alpha=0.3)

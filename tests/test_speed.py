@@ -222,6 +222,7 @@ def test_time_to_target_is_the_wall_time_of_the_first_epoch_that_reached_it():
               {"val_acc": math.nan, "wall_time_s": 70.0}, {"val_acc": 0.95, "wall_time_s": 95.0}]
     assert tta.time_to(sparse, 94.0) == 50.0 and tta.time_to(sparse, 95.0) == 95.0
     assert tta.validated([{"history": sparse, "epochs": 4}]).startswith(" (these runs validate 2 times in 4 epochs")
+    assert tta.validated([{"history": sparse[2:], "epochs": 2}]).startswith(" (these runs validate once in 2 epochs")
 
 
 @pytest.mark.slow

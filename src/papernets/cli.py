@@ -401,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model; writes a run directory")
     t.add_argument("--config", help="a YAML config file, or a shipped one by name: quickstart, base, "
-                                    "fashion-mnist-fast")
+                                    "fashion-mnist-fast, fashion-mnist-airbench")
     t.add_argument("--model", help="model name (see `papernets models`)")
     t.add_argument("--dataset", help="fashion-mnist, mnist, cifar10, cifar100, imagefolder, synthetic")
     t.add_argument("--data-root", dest="data_root", help="folder holding the dataset")

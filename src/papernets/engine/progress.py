@@ -7,7 +7,6 @@ epoch, so long runs show steady progress without flooding the output.
 from __future__ import annotations
 
 import math
-
 import sys
 import time
 from typing import TextIO
