@@ -285,7 +285,8 @@ COLUMNS = ("| model | images | steps | papernets runtime | plain img/s | paperne
            "| rounds | plain s/epoch | papernets s/epoch | plain whole s | papernets whole s | CPU |")
 
 
-def section(rows: list[dict[str, Any]], settings: dict[str, int], commands: list[str]) -> str:
+def section(rows: list[dict[str, Any]], settings: dict[str, int], commands: list[str],
+            json_name: str = "vs_plain.json") -> str:
     """The Markdown section, markers included."""
     machines = list(dict.fromkeys(f"{r['cpu']}, {r['threads']} threads, torch {r['torch']}" for r in rows))
     e, b, n = settings["epochs"], settings["batch_size"], settings["images"]
@@ -312,7 +313,7 @@ def section(rows: list[dict[str, Any]], settings: dict[str, int], commands: list
         "and the number of rounds. Whole (for information, not the comparison): plain from constructing the "
         "dataset to the last step; papernets the whole `papernets.train` call (loading, validation, checkpoints, "
         "plots included). Written by `benchmarks/vs_plain.py` (its docstring has the details); rows kept in "
-        "`vs_plain.json` next to this file for `--resume`.",
+        f"`{json_name}` next to this file for `--resume`.",
         "",
         COLUMNS,
         "|---|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---|",
@@ -348,7 +349,7 @@ def save(json_path: Path, out: Path, rows: list[dict[str, Any]], settings: dict[
     json_path.parent.mkdir(parents=True, exist_ok=True)
     data = {"settings": settings, "commands": commands, "rows": rows}
     atomic_write_text(json_path, json.dumps(data, indent=1) + "\n")
-    publish(out, section(rows, settings, commands))
+    publish(out, section(rows, settings, commands, json_path.name))
 
 
 def main(argv: list[str] | None = None) -> None:
