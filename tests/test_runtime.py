@@ -13,7 +13,8 @@ from papernets.errors import ConfigError
 CPU = torch.device("cpu")
 
 
-def test_explicit_settings_win_and_say_so():
+def test_explicit_settings_win_and_say_so(monkeypatch):
+    monkeypatch.setattr(speed, "cpu_supports_bf16", lambda: True)
     rt = resolve_runtime(TrainConfig(amp="bf16", channels_last=False, compile=True, activation_checkpointing=True),
                          "resnet", CPU)
     assert (rt.amp, rt.amp_dtype, rt.channels_last, rt.compile, rt.activation_checkpointing) == \
@@ -22,6 +23,10 @@ def test_explicit_settings_win_and_say_so():
                       "compile": "train.compile=true",
                       "activation_checkpointing": "train.activation_checkpointing=true"}
     assert resolve_runtime(TrainConfig(amp="off"), "resnet", CPU).amp_dtype is None
+    # an explicit bf16 on a CPU without bf16 instructions runs as asked, and the run's first lines say what it costs
+    monkeypatch.setattr(speed, "cpu_supports_bf16", lambda: False)
+    rt = resolve_runtime(TrainConfig(amp="bf16"), "resnet", CPU)
+    assert rt.amp == "bf16" and "no bf16 instructions, so bf16 is emulated and slower than fp32" in rt.why["amp"]
 
 
 def test_auto_follows_the_measured_families(monkeypatch):

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from papernets.config import TrainConfig
+from papernets.engine import speed as _speed
 from papernets.engine.speed import (
     BF16_CPU_FAMILIES,
     COMPILE_CPU_FAMILIES,
@@ -88,6 +89,8 @@ def _amp(mode: str, family: str, device: torch.device) -> tuple[str, str]:
         return "off", "train.amp=off"
     if mode == "fp16" and device.type != "cuda":
         raise ConfigError("train.amp=fp16 needs a CUDA device; on CPU use 'bf16' or 'off'.")
+    if mode == "bf16" and device.type == "cpu" and not _speed.cpu_supports_bf16():
+        return mode, "train.amp=bf16; this CPU has no bf16 instructions, so bf16 is emulated and slower than fp32"
     if mode in _DTYPES:
         return mode, f"train.amp={mode}"
     if device.type == "cuda":
