@@ -3,7 +3,7 @@ under oneDNN's implicit bf16 for fp32 convolutions and matmuls, with the validat
 one's speed.
 
     python benchmarks/bf16_runs.py [--models NAME ...] [--images 12000] [--rounds 3] [--steps 3]
-                                   [--out docs/results/bf16_runs.md] [--resume]
+                                   [--out docs/results/bf16_runs.md] [--resume [--again]]
 
 Each row trains ``--images`` Fashion-MNIST training images for one epoch with the trainer (``papernets.train``) at
 28 px, in the settings the ``fashion-budget`` protocol gives the model (its base, its family's sweep-chosen
@@ -22,8 +22,10 @@ the row's batch in each precision, over fp32's.
 Rule (``decide``): a family trains in bf16 by default (``bf16_cpu`` in ``configs/defaults/speed.yaml``) when its fp32
 run reached at least 70% validation accuracy, so that the comparison is between runs that learn, bf16 is at least 10%
 faster, and its validation accuracy is at most 1.5 points below fp32's (on 6,000 images the standard error of one
-accuracy near 85% is 0.5 points). A row whose fp32 run stayed below 70% is "undecided". The implicit column is
-judged by the same rule, for the record: the trainer has no switch for it.
+accuracy near 85% is 0.5 points). A row whose fp32 run stayed below 70% is "undecided" (``--resume --again
+--models NAME --images N`` runs it again on more images). A family with several rows (MobileNet v1 and v2) is in
+bf16 when one of them decides bf16 and bf16 harms none of them (none slower than fp32 or more than 1.5 points
+below it). The implicit column is judged by the same rule, for the record: the trainer has no switch for it.
 
 Rows go to a JSON file beside ``--out`` (``bf16_runs.json``), each with its CPU and torch, and the table is rendered
 from it after every row; ``--resume`` keeps those rows and runs only the missing models. On a CPU without bf16
@@ -143,9 +145,23 @@ def decide(row: dict, variant: str = "bf16") -> str:
     return "bf16" if not why else f"fp32 ({', '.join(why)})"
 
 
+def harmed(row: dict) -> bool:
+    """Whether bf16 harms a row that learns: slower than fp32, or more than ``ACC_GAP`` points below it."""
+    return (row["fp32"]["val_acc"] >= MIN_FP32_ACC
+            and (row["bf16_speedup"] < 1.0 or row["fp32"]["val_acc"] - row["bf16"]["val_acc"] > ACC_GAP))
+
+
 def bf16_families(rows: list[dict]) -> list[str]:
-    """The families whose row decides bf16."""
-    return sorted({r["family"] for r in rows if decide(r) == "bf16"})
+    """The families in bf16 by the rule: a row of the family decides bf16 and bf16 harms none of its rows (a row
+    that gains less than x1.10 without losing accuracy does not keep its family from the other's gain; an undecided
+    row, whose fp32 run did not learn enough, neither qualifies nor vetoes)."""
+    vetoed = {r["family"] for r in rows if harmed(r)}
+    return sorted({r["family"] for r in rows if decide(r) == "bf16"} - vetoed)
+
+
+def decided_families(rows: list[dict]) -> list[str]:
+    """The families with at least one decided row (bf16 or fp32): the ones this table speaks for."""
+    return sorted({r["family"] for r in rows if not decide(r).startswith("undecided")})
 
 
 def render(data: dict) -> str:
@@ -178,7 +194,10 @@ def render(data: dict) -> str:
             f"{r['fp32']['val_acc'] - r['implicit']['val_acc']:+.2f}", f"x{r['bf16_speedup']:.2f}",
             f"x{r['implicit_speedup']:.2f}", decide(r), decide(r, "implicit"), r["cpu"]]) + " |")
     ok = [r for r in rows if not r.get("error")]
-    lines += ["", f"Families in bf16 by this rule: {', '.join(bf16_families(ok)) or 'none'}."]
+    lines += ["", f"Families in bf16 by this rule: {', '.join(bf16_families(ok)) or 'none'} (a family is in bf16 when "
+              "one of its rows decides bf16 and bf16 harms none of them: none slower than fp32 or more than "
+              f"{ACC_GAP} points below it). Families decided here: {', '.join(decided_families(ok)) or 'none'}; the "
+              "others' defaults still come from `speed_options.md`."]
     return "\n".join(lines) + "\n"
 
 
@@ -194,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=3, help="timed training steps per variant and round")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the table; its rows go to the .json beside it")
     parser.add_argument("--resume", action="store_true", help="keep --out's rows and run only the missing models")
+    parser.add_argument("--again", action="store_true",
+                        help="with --resume: run the --models again (e.g. with more --images), keep the other rows")
     args = parser.parse_args(argv)
     for flag, value in (("--images", args.images), ("--rounds", args.rounds), ("--steps", args.steps)):
         if value < 1:
@@ -210,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         data = json.loads(json_path.read_text())
     words = [shlex.quote(_rel(w) if i and argv[i - 1] == "--out" else w) for i, w in enumerate(argv)]
     command = " ".join(["python benchmarks/bf16_runs.py", *words])
-    done = {r["model"] for r in data["rows"] if not r.get("error")}
+    done = {r["model"] for r in data["rows"] if not r.get("error")} - (set(names) if args.again else set())
     todo = [n for n in names if n not in done]
     if todo and command not in data["commands"]:
         data["commands"].append(command)

@@ -54,6 +54,15 @@ def test_the_rule_needs_a_learning_fp32_run_speed_and_accuracy(b16):
     assert b16.decide(_row(85.0, 85.5, 1.05)) == "fp32 (x1.05 < x1.10)"
     assert b16.decide(_row(65.0, 66.0, 2.0)).startswith("undecided (fp32 reached 65.0%")
     assert b16.decide(_row(85.0, 85.0, 1.0, implicit=80.0, ispeed=1.3), "implicit") == "fp32 (5.0 points below fp32)"
+    # a family is in bf16 when one row decides bf16 and bf16 harms none (slower, or over 1.5 points below): a row
+    # that gains under x1.10 at no cost does not veto; an undecided row neither qualifies nor vetoes
+    rows = [dict(_row(85.0, 85.0, 1.5), family="mobilenet"), dict(_row(85.0, 85.0, 1.03), family="mobilenet"),
+            dict(_row(85.0, 85.0, 1.5), family="resnet"), dict(_row(60.0, 50.0, 0.5), family="resnet"),
+            dict(_row(85.0, 85.0, 1.5), family="vgg"), dict(_row(85.0, 85.0, 0.95), family="vgg"),
+            dict(_row(85.0, 85.0, 1.5), family="vit"), dict(_row(85.0, 83.0, 1.5), family="vit"),
+            dict(_row(60.0, 60.0, 2.0), family="nin")]
+    assert b16.bf16_families(rows) == ["mobilenet", "resnet"]
+    assert b16.decided_families(rows) == ["mobilenet", "resnet", "vgg", "vit"]
 
 
 def test_table_rows_resume_and_bad_arguments(b16, tmp_path, monkeypatch, capsys):
@@ -71,7 +80,8 @@ def test_table_rows_resume_and_bad_arguments(b16, tmp_path, monkeypatch, capsys)
     assert b16.main(["--models", "resnet18", "mobilenet_v2", "--images", "300", "--out", str(out)]) == 0
     md = out.read_text()
     assert "| resnet | `resnet18` | 300 | 32 | 86.00 | 85.50 | +0.50 | 82.00 | +4.00 | x1.80 | x1.30 | bf16 |" in md
-    assert "fp32 (x1.02 < x1.10)" in md and "Families in bf16 by this rule: resnet." in md
+    assert "fp32 (x1.02 < x1.10)" in md and "Families in bf16 by this rule: resnet (" in md
+    assert "Families decided here: mobilenet, resnet;" in md
     assert str(tmp_path) not in md and "--out b.md" in md
     assert len(calls) == 6
     rows = json.loads(out.with_suffix(".json").read_text())["rows"]
@@ -80,6 +90,12 @@ def test_table_rows_resume_and_bad_arguments(b16, tmp_path, monkeypatch, capsys)
     assert b16.main(["--models", "resnet18", "lenet5_bn", "--images", "300", "--out", str(out), "--resume"]) == 0
     assert calls == [("lenet5_bn", v) for v in b16.VARIANTS]  # resnet18 kept
     assert len(json.loads(out.with_suffix(".json").read_text())["rows"]) == 3
+    calls.clear()  # --again runs the named models once more, on other images; the others are kept
+    assert b16.main(["--models", "lenet5_bn", "--images", "600", "--out", str(out), "--resume", "--again"]) == 0
+    assert calls == [("lenet5_bn", v) for v in b16.VARIANTS]
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert sorted((r["model"], r["images"]) for r in rows) == [
+        ("lenet5_bn", 600), ("mobilenet_v2", 300), ("resnet18", 300)]
     capsys.readouterr()
     assert b16.main(["--images", "0", "--out", str(out)]) == 2
     assert "--images must be at least 1, got 0" in capsys.readouterr().err

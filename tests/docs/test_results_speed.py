@@ -75,8 +75,10 @@ def test_the_fast_recipes_reached_the_target_on_every_committed_seed(name):
 
 
 def test_bf16_and_compile_defaults_are_backed_by_the_measurement():
-    """BF16_CPU_FAMILIES and COMPILE_CPU_FAMILIES hold only families that benchmarks/speed_options.py's rules accept
-    on the committed table (docs/results/speed_options.md), in which bf16 speed and fidelity are measured."""
+    """BF16_CPU_FAMILIES holds the families that benchmarks/bf16_runs.py's rule puts in bf16 on runs that learn
+    (docs/results/bf16_runs.md) and, for the families it has not decided, those that benchmarks/speed_options.py's
+    rules accept on its committed table (docs/results/speed_options.md); COMPILE_CPU_FAMILIES only families that
+    speed_options.py's rules accept."""
     from papernets.engine.speed import BF16_CPU_FAMILIES, COMPILE_CPU_FAMILIES, COMPILE_CPU_FP32_FAMILIES
 
     so = benchmark_module("speed_options")
@@ -85,7 +87,16 @@ def test_bf16_and_compile_defaults_are_backed_by_the_measurement():
     assert commands and all(c.startswith("python benchmarks/speed_options.py") for c in commands)
     assert len(rows) >= 10, "docs/results/speed_options.md lost its table"
     assert all("bf16" in r and "loss_bf16" in r for _, _, r in rows), "bf16 speed and fidelity are measured for all"
-    assert BF16_CPU_FAMILIES <= frozenset(so.families_where(rows, so.bf16_ok))
+    # bf16 decided on runs that learn (benchmarks/bf16_runs.py, rows from a CPU with bf16 instructions) overrules
+    # the 30-step table for the families it decides; the others keep that table's decision
+    b16 = benchmark_module("bf16_runs")
+    runs = RESULTS / "bf16_runs.json"
+    learned = [r for r in (json.loads(runs.read_text())["rows"] if runs.is_file() else [])
+               if not r.get("error") and "no bf16 instructions" not in r["cpu"]]
+    decided, chosen = frozenset(b16.decided_families(learned)), frozenset(b16.bf16_families(learned))
+    assert chosen <= BF16_CPU_FAMILIES, "a family bf16_runs.md puts in bf16 is not in bf16_cpu"
+    assert not BF16_CPU_FAMILIES & (decided - chosen), "a family bf16_runs.md keeps in fp32 is in bf16_cpu"
+    assert BF16_CPU_FAMILIES - decided <= frozenset(so.families_where(rows, so.bf16_ok))
     assert COMPILE_CPU_FAMILIES <= frozenset(so.compile_families(rows))
     assert not COMPILE_CPU_FAMILIES & BF16_CPU_FAMILIES  # compile was timed on the fp32 step only
     assert COMPILE_CPU_FP32_FAMILIES <= frozenset(so.compile_fp32_families(rows))  # ...compiled in fp32 runs only
