@@ -11,7 +11,7 @@ metrics and weights as the same run done in one go (on CPU; GPU kernels may be n
 This file holds the loop, checkpointing and resume; each other job has its module: ``build.py`` (the model),
 ``runtime.py`` (device, autocast, memory format, compile), ``step.py`` (one optimizer step: accumulation, SAM,
 clipping), ``progressive.py`` (EfficientNetV2's stages), ``evaluation.py`` and ``rundir.py`` (the files a run
-writes). An EMA of the weights (``optim/ema.py``) is updated after every step and evaluated every epoch.
+writes). An EMA of the weights (``optim/ema.py``) is updated after every step and validated with the weights.
 """
 
 from __future__ import annotations
@@ -287,23 +287,20 @@ class Trainer:
 
     def _validate(self, epoch: int) -> tuple[dict[str, float] | None, dict[str, float] | None]:
         """Validation of the weights and of their EMA, with rank 0's batch-norm statistics (recomputed first on
-        the epoch's first ``train.precise_bn`` training batches, where that is on); none after an epoch that
-        ``train.val_every`` skips."""
+        the epoch's first ``train.precise_bn`` training batches, where that is on); none where val_every skips."""
         t = self.cfg.train
         if (epoch + 1) % t.val_every and epoch + 1 < t.epochs:
             return None, None
-        if self.cfg.train.precise_bn:
-            batches = itertools.islice(self.train_loader.batches(epoch), self.cfg.train.precise_bn)
+        if t.precise_bn:
+            batches = itertools.islice(self.train_loader.batches(epoch), t.precise_bn)
             recompute_bn_stats(self.model, batches, self.runtime.amp_dtype)
-        dist_utils.broadcast_module(self.model, self.info, buffers_only=True)
-        if self.ema is not None:
-            dist_utils.broadcast_module(self.ema.module, self.info, buffers_only=True)
+        for module in (self.model, *([self.ema.module] if self.ema is not None else [])):
+            dist_utils.broadcast_module(module, self.info, buffers_only=True)
         if self.data.num_val == 0:
             return None, None
-        flip, amp = tta_of(self.cfg.train), self.runtime.amp_dtype
-        val = evaluate(self.model, self.val_loader, self.info, amp, flip)
-        ema_val = evaluate(self.ema.module, self.val_loader, self.info, amp, flip) if self.ema else None
-        return val, ema_val
+        flip, amp = tta_of(t), self.runtime.amp_dtype
+        return (evaluate(self.model, self.val_loader, self.info, amp, flip),
+                evaluate(self.ema.module, self.val_loader, self.info, amp, flip) if self.ema else None)
 
     def _end_epoch(self, epoch: int) -> tuple[dict[str, float], bool]:
         """Validate, record the epoch's row, and checkpoint; returns (row, whether validation improved)."""
@@ -402,9 +399,8 @@ class Trainer:
             self.model.load_state_dict(best["model"])
             if self.ema is not None and best.get("ema") is not None:
                 self.ema.load_state_dict(best["ema"])
-        dist_utils.broadcast_module(self.model, self.info)
-        if self.ema is not None:
-            dist_utils.broadcast_module(self.ema.module, self.info)
+        for module in (self.model, *([self.ema.module] if self.ema is not None else [])):
+            dist_utils.broadcast_module(module, self.info)
         return f"best (epoch {self.state.best_epoch})"
 
     def _finish(self) -> dict[str, Any]:
