@@ -96,6 +96,17 @@ def test_budget_block_names_the_cpu_budget_and_every_row(tmp_path):
     assert "1 of 3 rows failed" in body and "failed: out of memory" in body
     assert "| lenet | `m1` | 88.12 | 1,000 | 0.01 | 100.0 | 500 | 0.50 |" in body
     assert "(docs/results/fashion-budget.md)" in body and "(docs/results/fashion-budget_acc_vs_time.png)" in body
+    assert "| CPU |" not in body  # one CPU: the line above names it
+
+
+def test_budget_headline_names_each_rows_cpu_when_rows_ran_on_several():
+    from papernets.bench.report import headline_table
+
+    row = {"family": "lenet", "model": "m", "year": 2000, "status": "ok", "test_acc": 0.9, "params": 1, "gmacs": 0.1,
+           "train_img_per_s": 10.0, "steps": 5, "data_epochs": 0.1}
+    table = headline_table([{**row, "id": "a", "cpu": "CPU one (AVX2)"}, {**row, "id": "b", "cpu": "CPU two (AMX)"}])
+    assert table.splitlines()[0].endswith("| CPU |")
+    assert "| CPU one (AVX2) |" in table and "| CPU two (AMX) |" in table
 
 
 def test_readme_is_short_and_starts_with_the_two_commands():

@@ -51,8 +51,10 @@ def markdown_table(records: list[dict[str, Any]], paper_schedule: bool,
 
 
 def headline_table(records: list[dict[str, Any]]) -> str:
-    """The README's narrow form of a budget table: family, model, test accuracy, size, speed, steps and epochs."""
-    return markdown_table(records, False, HEADLINE_COLUMNS)
+    """The README's narrow form of a budget table: family, model, test accuracy, size, speed, steps and epochs; and
+    each row's CPU when the rows ran on more than one (a budget buys more steps on a faster CPU)."""
+    cpus = {r.get("cpu") for r in records if r.get("cpu")}
+    return markdown_table(records, False, HEADLINE_COLUMNS + ([("cpu", "CPU")] if len(cpus) > 1 else []))
 
 
 def _meta(protocol: Protocol, records: list[dict[str, Any]]) -> dict[str, Any]:
