@@ -246,13 +246,6 @@ def compile_families(rows: Rows) -> list[str]:
     return [f for f in families_where(rows, pays_back) if f not in bf16]
 
 
-def compile_fp32_families(rows: Rows) -> list[str]:
-    """The families compiled by default only in runs that stay in fp32: compile pays back on the fp32 step, but the
-    family trains in bf16 where the CPU has it."""
-    bf16 = set(families_where(rows, bf16_ok))
-    return [f for f in families_where(rows, pays_back) if f in bf16]
-
-
 def write_table(rows: Rows, args: argparse.Namespace, commands: list[str]) -> None:
     bf16, compiled = families_where(rows, bf16_ok), compile_families(rows)
     lines = [
