@@ -421,7 +421,10 @@ def test_the_configuration_column_names_a_rows_model_keywords():
     assert "init" not in describe_config(row_config(p, rows["resnet18"])[0])
     assert "head_init zero" in describe_config(row_config(p, rows["efficientnet_v2_s"])[0])
     assert "gradient clipping 1" in describe_config(row_config(p, rows["gmlp_s_16"])[0])
-    assert "clipping" not in describe_config(row_config(p, rows["vit_s_16"])[0])
+    assert "clipping" not in describe_config(row_config(p, rows["resmlp_12"])[0])
+    vit = describe_config(row_config(p, rows["vit_s_16"])[0])  # the row's own optimizer over its family's AdamW
+    assert vit.startswith("sgd lr 0.1") and "gradient clipping 1" in vit
+    assert "gradient clipping 1" in describe_config(row_config(p, rows["mixer_s_16"])[0])
 
 
 def test_apply_sweep_writes_the_chosen_settings_into_the_families_section_and_keeps_the_rest(tmp_path):
