@@ -20,8 +20,6 @@ from papernets.config import TrainConfig
 from papernets.engine import speed as _speed
 from papernets.engine.speed import (
     BF16_CPU_FAMILIES,
-    COMPILE_CPU_FAMILIES,
-    COMPILE_CPU_FP32_FAMILIES,
     COMPILE_MIN_IMAGES,
     use_bf16,
     use_channels_last,
@@ -136,10 +134,10 @@ def resolve_runtime(
             fp32 = amp == "off"
             compiled = use_compile(family, device, images, fixed_shapes=not train.progressive, fp32=fp32)
             if compiled:
-                why["compile"] = (f"auto: family {family} measured faster compiled"
-                                  f"{' in fp32' if family not in COMPILE_CPU_FAMILIES else ''}, over {images:,} images")
-            elif device.type == "cpu" and (family in COMPILE_CPU_FAMILIES
-                                           or (fp32 and family in COMPILE_CPU_FP32_FAMILIES)):
+                in_fp32 = "" if family in _speed.COMPILE_CPU_FAMILIES else " in fp32"
+                why["compile"] = f"auto: family {family} measured faster compiled{in_fp32}, over {images:,} images"
+            elif device.type == "cpu" and (family in _speed.COMPILE_CPU_FAMILIES
+                                           or (fp32 and family in _speed.COMPILE_CPU_FP32_FAMILIES)):
                 why["compile"] = ("auto: progressive image sizes would compile each stage again"
                                   if train.progressive else
                                   f"auto: {images:,} training images do not pay back the compile time")
