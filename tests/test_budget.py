@@ -425,6 +425,12 @@ def test_the_configuration_column_names_a_rows_model_keywords():
     vit = describe_config(row_config(p, rows["vit_s_16"])[0])  # the row's own optimizer over its family's AdamW
     assert vit.startswith("sgd lr 0.1") and "gradient clipping 1" in vit
     assert "gradient clipping 1" in describe_config(row_config(p, rows["mixer_s_16"])[0])
+    # the token models' rows train without the crop and flip (docs/benchmark.md); the convolutional rows keep them
+    assert "no augmentation" in vit and "no augmentation" in describe_config(row_config(p, rows["gmlp_s_16"])[0])
+    assert "augmentation" not in describe_config(row_config(p, rows["resnet18"])[0])
+    assert "drop path" not in vit
+    dropped = row_config(p, rows["resnet18"], ["model.drop_path_rate=0", "model.drop_rate=0.5"])[0]
+    assert "dropout 0.5, drop path 0" in describe_config(dropped)
 
 
 def test_apply_sweep_writes_the_chosen_settings_into_the_families_section_and_keeps_the_rest(tmp_path):

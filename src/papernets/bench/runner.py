@@ -209,6 +209,10 @@ def describe_config(cfg: Config, recipe: str | None = None, runtime: Runtime | N
     parts.append(f"batch {t.batch_size}" + (f" = {t.accum_steps} x {micro} (accumulated)" if t.accum_steps > 1 else ""))
     parts.append(f"{t.steps:,} steps" if t.steps else f"{t.epochs} epoch{'s' if t.epochs != 1 else ''}")
     extras = [f"{k} {v}" for k, v in sorted(cfg.model.kwargs.items())]  # e.g. "init he"
+    extras += [f"{label} {v:g}" for label, v in (("dropout", cfg.model.drop_rate),
+                                                 ("drop path", cfg.model.drop_path_rate)) if v is not None]
+    if not cfg.data.augment:
+        extras.append("no augmentation")
     extras += [name for name, on in ((f"label smoothing {t.label_smoothing:g}", t.label_smoothing),
                                     (f"gradient clipping {t.grad_clip or 0:g}", t.grad_clip),
                                     ("mixup", t.mixup_alpha),
