@@ -425,8 +425,11 @@ def test_the_configuration_column_names_a_rows_model_keywords():
     vit = describe_config(row_config(p, rows["vit_s_16"])[0])  # the row's own optimizer over its family's AdamW
     assert vit.startswith("sgd lr 0.1") and "gradient clipping 1" in vit
     assert "gradient clipping 1" in describe_config(row_config(p, rows["mixer_s_16"])[0])
-    # the token models' rows train without the crop and flip (docs/benchmark.md); the convolutional rows keep them
+    # ViT-S's, gMLP-S's and EfficientNetV2-S's rows train without the crop and flip (docs/benchmark.md); the others
+    # keep them
+    effv2 = describe_config(row_config(p, rows["efficientnet_v2_s"])[0])
     assert "no augmentation" in vit and "no augmentation" in describe_config(row_config(p, rows["gmlp_s_16"])[0])
+    assert "no augmentation" in effv2 and "drop path 0" in effv2
     assert "augmentation" not in describe_config(row_config(p, rows["resnet18"])[0])
     assert "drop path" not in vit
     dropped = row_config(p, rows["resnet18"], ["model.drop_path_rate=0", "model.drop_rate=0.5"])[0]
