@@ -419,7 +419,8 @@ def test_the_configuration_column_names_a_rows_model_keywords():
     rows = {r.id: r for r in p.rows}
     assert "init he" in describe_config(row_config(p, rows["vgg16"])[0])
     assert "init" not in describe_config(row_config(p, rows["resnet18"])[0])
-    assert "head_init zero" in describe_config(row_config(p, rows["efficientnet_v2_s"])[0])
+    effv2 = describe_config(row_config(p, rows["efficientnet_v2_s"])[0])
+    assert "head_init zero" in effv2
     assert "gradient clipping 1" in describe_config(row_config(p, rows["gmlp_s_16"])[0])
     assert "clipping" not in describe_config(row_config(p, rows["resmlp_12"])[0])
     vit = describe_config(row_config(p, rows["vit_s_16"])[0])  # the row's own optimizer over its family's AdamW
@@ -427,7 +428,6 @@ def test_the_configuration_column_names_a_rows_model_keywords():
     assert "gradient clipping 1" in describe_config(row_config(p, rows["mixer_s_16"])[0])
     # ViT-S's, gMLP-S's and EfficientNetV2-S's rows train without the crop and flip (docs/benchmark.md); the others
     # keep them
-    effv2 = describe_config(row_config(p, rows["efficientnet_v2_s"])[0])
     assert "no augmentation" in vit and "no augmentation" in describe_config(row_config(p, rows["gmlp_s_16"])[0])
     assert "no augmentation" in effv2 and "drop path 0" in effv2
     assert "augmentation" not in describe_config(row_config(p, rows["resnet18"])[0])
