@@ -15,13 +15,14 @@ CPU = torch.device("cpu")
 
 def test_explicit_settings_win_and_say_so(monkeypatch):
     monkeypatch.setattr(speed, "cpu_supports_bf16", lambda: True)
-    rt = resolve_runtime(TrainConfig(amp="bf16", channels_last=False, compile=True, activation_checkpointing=True),
-                         "resnet", CPU)
+    rt = resolve_runtime(TrainConfig(amp="bf16", channels_last=False, compile=True, activation_checkpointing=True,
+                                     malloc_cache=False), "resnet", CPU)
     assert (rt.amp, rt.amp_dtype, rt.channels_last, rt.compile, rt.activation_checkpointing) == \
         ("bf16", torch.bfloat16, False, True, True)
     assert rt.why == {"amp": "train.amp=bf16", "channels_last": "train.channels_last=false",
                       "compile": "train.compile=true",
-                      "activation_checkpointing": "train.activation_checkpointing=true"}
+                      "activation_checkpointing": "train.activation_checkpointing=true",
+                      "malloc_cache": "train.malloc_cache=false"}
     assert resolve_runtime(TrainConfig(amp="off"), "resnet", CPU).amp_dtype is None
     # an explicit bf16 on a CPU without bf16 instructions runs as asked, and the run's first lines say what it costs
     monkeypatch.setattr(speed, "cpu_supports_bf16", lambda: False)

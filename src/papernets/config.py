@@ -119,6 +119,7 @@ class TrainConfig:
     activation_checkpointing: bool = False  # recompute block activations in backward (less memory, more time)
     sync_bn: bool = False  # torchrun: batch-norm statistics over all processes' batches (SyncBatchNorm; CUDA only)
     threads: int | None = None  # CPU threads; None: PyTorch's default
+    malloc_cache: bool | None = None  # CPU: glibc keeps freed memory; None: on in training (engine/allocator.py)
     log_every: int = 20  # progress updates per epoch (non-interactive output)
     val_every: int = 1  # validate every this many epochs (segments) and after the last; the others only checkpoint
     recipe: Literal["paper"] | None = None  # "paper": the model's paper recipe (configs/recipes/<family>.yaml)

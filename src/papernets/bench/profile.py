@@ -161,6 +161,7 @@ def profile_model(
     channels_last = resolve_runtime(TrainConfig(amp="off", channels_last=channels_last), entry.family, device,
                                     training=False).channels_last
     if timing:
+        resolve_runtime(TrainConfig(amp="off"), entry.family, device).apply()  # the CPU allocator as training has it
 
         def build() -> tuple[nn.Module, torch.Tensor]:
             model = create_model(entry.name, num_classes=num_classes, in_chans=in_chans, img_size=size).to(device)

@@ -153,7 +153,9 @@ def profile_row(cfg: Config, in_chans: int, num_classes: int, steps: int = 5) ->
     cfg = copy.deepcopy(cfg)
     cfg.model.pretrained = None
     size = cfg.data.image_size
-    channels_last = resolve_runtime(cfg.train, get_entry(cfg.model.name).family, device, training=False).channels_last
+    family = get_entry(cfg.model.name).family
+    channels_last = resolve_runtime(cfg.train, family, device, training=False).channels_last
+    resolve_runtime(cfg.train, family, device).apply()  # the CPU allocator as the row's training had it
 
     def build(batch: int):
         model = build_model(cfg, num_classes, in_chans).to(device)

@@ -87,6 +87,7 @@ def load_trained(checkpoint: str | Path, device: str | torch.device = "cpu") -> 
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint {str(checkpoint)!r} does not match its model {cfg.model.name}.") from exc
     runtime = resolve_runtime(cfg.train, get_entry(cfg.model.name).family, torch.device(device), training=False)
+    runtime.apply()
     model.to(runtime.device).eval()
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -1,5 +1,5 @@
-"""How a run executes: one resolver for the device, the autocast dtype, the memory format, compilation and
-activation checkpointing, with the reason for each choice.
+"""How a run executes: one resolver for the device, the autocast dtype, the memory format, compilation,
+activation checkpointing and the CPU allocator, with the reason for each choice.
 
 The trainer, ``eval``, ``predict``, ``profile``, the bench and ``bench.compare`` all call ``resolve_runtime``, so a
 rule changes in one place. An unset option (``train.amp: auto``, ``train.channels_last: null``,
@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from papernets.config import TrainConfig
+from papernets.engine import allocator as _allocator
 from papernets.engine import speed as _speed
 from papernets.engine.speed import (
     BF16_CPU_FAMILIES,
@@ -42,6 +43,7 @@ class Runtime:
     compile: bool
     activation_checkpointing: bool
     why: dict[str, str] = field(default_factory=dict, compare=False)  # option -> reason
+    malloc_cache: bool = False  # CPU: glibc's malloc keeps freed memory for reuse (engine/allocator.py)
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
@@ -54,7 +56,7 @@ class Runtime:
     def as_dict(self) -> dict[str, Any]:
         return {"device": str(self.device), "amp": self.amp, "channels_last": self.channels_last,
                 "compile": self.compile, "activation_checkpointing": self.activation_checkpointing,
-                "why": dict(self.why)}
+                "malloc_cache": self.malloc_cache, "why": dict(self.why)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Runtime:
@@ -62,7 +64,7 @@ class Runtime:
         d = d.get("runtime", d)
         return cls(torch.device(d.get("device", "cpu")), d.get("amp", "off"), bool(d.get("channels_last", False)),
                    bool(d.get("compile", False)), bool(d.get("activation_checkpointing", False)),
-                   dict(d.get("why", {})))
+                   dict(d.get("why", {})), bool(d.get("malloc_cache", False)))
 
     def describe(self) -> str:
         """One line for the start of a run: each choice with its reason."""
@@ -72,7 +74,15 @@ class Runtime:
             parts.append(f"{'compiled' if self.compile else 'eager'} ({self.why.get('compile', '')})")
         if self.activation_checkpointing:
             parts.append("activation checkpointing")
+        if self.malloc_cache:
+            parts.append("malloc cache")
         return ", ".join(parts)
+
+    def apply(self) -> None:
+        """Put the process-wide settings of this runtime in force (the CPU allocator's, where it keeps freed
+        memory); the trainer, evaluation and the benchmarks call it before their first step."""
+        if self.malloc_cache and not _allocator.malloc_cache_enabled():
+            _allocator.set_malloc_cache(True)
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
@@ -144,7 +154,26 @@ def resolve_runtime(
     checkpointing = bool(train.activation_checkpointing) and training
     if checkpointing:
         why["activation_checkpointing"] = "train.activation_checkpointing=true"
-    return Runtime(device, amp, channels_last, compiled, checkpointing, why)
+    malloc_cache = False
+    if device.type == "cpu":
+        malloc_cache, why["malloc_cache"] = _malloc_cache(train.malloc_cache, training)
+    return Runtime(device, amp, channels_last, compiled, checkpointing, why, malloc_cache)
+
+
+def _malloc_cache(setting: bool | None, training: bool) -> tuple[bool, str]:
+    if setting is False:
+        return False, "train.malloc_cache=false"
+    if setting is None and not training:
+        return False, "auto: off for evaluation alone, where it measured no faster (docs/results/malloc_cache.md)"
+    if not _allocator.available():
+        if setting:
+            raise ConfigError(f"train.malloc_cache=true {_allocator.UNAVAILABLE}, which this Python does not use; "
+                              "set it to false or leave it unset.")
+        return False, f"auto: off: it {_allocator.UNAVAILABLE}"
+    if setting:
+        return True, "train.malloc_cache=true"
+    return True, ("auto: CPU training keeps freed memory for the next step (measured faster, "
+                  "docs/results/malloc_cache.md)")
 
 
 def default_runtime(family: str, device: torch.device | str = "cpu", training: bool = True) -> Runtime:
