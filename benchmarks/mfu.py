@@ -14,7 +14,10 @@ and inference img/s, timed by ``papernets.bench.profile.measure_throughput`` in 
 trainer chooses for the family on this CPU (``resolve_runtime``: channels_last per family; bf16 autocast for the
 bf16 families on a CPU with bf16 instructions, fp32 otherwise). Training and inference alternate over the rounds
 (``--steps`` timed steps each), so that a slow spell hits both, and each figure is the median over the rounds. The
-step is timed eager: the families the trainer compiles by default are named under the table.
+step is timed eager: the families the trainer compiles by default are named under the table. The trainer keeps
+freed memory in the process on the CPU (``engine/allocator.py``, the malloc cache), and so do these rows (each
+records whether it was timed with it); its effect is measured in fresh processes by ``benchmarks/malloc_cache.py``,
+since a process cannot go back to glibc's untouched allocator once it has changed it.
 
 Utilization is a model's FLOP/s over the peak of the precision it ran in:
 
@@ -109,14 +112,16 @@ def describe_run(run: dict) -> str:
             + f" ({run['peak_n']} x {run['peak_n']} torch.mm)")
 
 
-def trainer_runtime(family: str) -> tuple[bool, str, bool]:
-    """(channels_last, "bf16" or "fp32", whether the trainer compiles the step) for a family on this CPU, as the
-    trainer resolves a config that leaves every speed option unset."""
+def trainer_runtime(family: str) -> tuple[bool, str, bool, bool]:
+    """(channels_last, "bf16" or "fp32", whether the trainer compiles the step, whether it keeps freed memory with
+    the malloc cache) for a family on this CPU, as the trainer resolves a config that leaves every speed option
+    unset; the malloc cache is put in force here when the runtime has it, as the trainer does."""
     from papernets.config import TrainConfig
     from papernets.engine.runtime import resolve_runtime
 
     rt = resolve_runtime(TrainConfig(), family, torch.device("cpu"), training=True)
-    return rt.channels_last, "bf16" if rt.amp == "bf16" else "fp32", rt.compile
+    rt.apply()
+    return rt.channels_last, "bf16" if rt.amp == "bf16" else "fp32", rt.compile, rt.malloc_cache
 
 
 def measure_row(name: str, size: int, rounds: int, steps: int) -> dict:
@@ -127,7 +132,7 @@ def measure_row(name: str, size: int, rounds: int, steps: int) -> dict:
 
     entry = get_entry(name)
     chans, classes, batch = SETTINGS[size]
-    channels_last, precision, _ = trainer_runtime(entry.family)
+    channels_last, precision, _, _ = trainer_runtime(entry.family)
     _, macs = meta_model_stats(entry.name, img_size=size, in_chans=chans, num_classes=classes)
     torch.manual_seed(0)
     model = create_model(entry.name, num_classes=classes, in_chans=chans, img_size=size)
@@ -218,6 +223,16 @@ def render(data: dict) -> str:
                      r["memory_format"], r["precision"], r["cpu"]]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *summary_lines(rows)]
+    cached = [r for r in rows if r.get("malloc_cache")]
+    if cached and len(cached) < len(rows):
+        names = ", ".join(f"`{r['model']}` at {r['size']} px" for r in cached)
+        lines.append(f"Timed with the malloc cache (the trainer's default on the CPU since it was added, "
+                     f"`engine/allocator.py`): {names}; "
+                     f"the other {_rows(len(rows) - len(cached))} were timed before it, with glibc's default "
+                     "allocator. Its effect in fresh processes, off and on: `malloc_cache.md`.")
+    elif cached:
+        lines.append("Every row timed with the malloc cache (the trainer's default on the CPU, "
+                     "`engine/allocator.py`); its effect in fresh processes, off and on: `malloc_cache.md`.")
     compiled = sorted({r["family"] for r in rows if r.get("trainer_compiles")})
     if compiled:
         lines.append(f"Timed eager; by default the trainer compiles the training step of {', '.join(compiled)} "
@@ -278,10 +293,10 @@ def main(argv: list[str] | None = None) -> int:
         data["commands"].append(command)
     for name, size in todo:
         family = get_entry(name).family
-        channels_last, precision, compiles = trainer_runtime(family)
+        channels_last, precision, compiles, cache = trainer_runtime(family)
         row = {"model": name, "family": family, "size": size, "batch": SETTINGS[size][2],
                "memory_format": "channels_last" if channels_last else "NCHW", "precision": precision,
-               "trainer_compiles": compiles}
+               "trainer_compiles": compiles, "malloc_cache": cache}
         try:
             row.update(measure_row(name, size, args.rounds, args.steps))
             peak = run["peak_bf16"] if precision == "bf16" else run["peak_fp32"]
