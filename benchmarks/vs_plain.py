@@ -20,7 +20,9 @@ Normalize((0.2860,), (0.3530,))])``, a ``torch.utils.data.Subset`` of the same i
 ``DataLoader(..., batch_size=B, shuffle=True, num_workers=2)``, the model in fp32 and NCHW on the tutorial's
 ``device`` (CUDA when there is one, else the CPU), ``nn.CrossEntropyLoss`` and ``optim.Adam(net.parameters(),
 lr=0.001)``, and per batch ``optimizer.zero_grad(); outputs = net(inputs); loss = criterion(outputs, labels);
-loss.backward(); optimizer.step(); running_loss += loss.item()``. No AMP, no channels_last, no compile. (A model
+loss.backward(); optimizer.step(); running_loss += loss.item()``. No AMP, no channels_last, no compile, and glibc's
+malloc as it comes: the papernets side's runtime keeps freed memory for the whole process (``engine/allocator.py``),
+so every plain round first sets glibc's settled defaults again (``set_malloc_cache(False)``). (A model
 whose training forward returns auxiliary logits is trained on its main logits.)
 
 The papernets side: ``papernets.train({...})`` with the same model, dataset (``fashion-mnist``), ``data.image_size:
@@ -89,6 +91,7 @@ import torchvision.transforms as transforms
 import papernets
 from papernets.config import DataConfig
 from papernets.data.datasets import DATASETS, DatasetError, _candidate_roots, _find_file
+from papernets.engine import allocator
 from papernets.engine.rundir import atomic_write_text
 from papernets.engine.speed import cpu_label
 
@@ -152,6 +155,8 @@ def train_indices(total: int, images: int) -> list[int]:
 
 def run_plain(name: str, tv_root: Path, indices: list[int], epochs: int, batch_size: int) -> dict[str, Any]:
     """The tutorial's loop (see the docstring); times per epoch and the images and steps it trained."""
+    if allocator.malloc_cache_enabled():  # left on by the papernets side's runtime in an earlier round
+        allocator.set_malloc_cache(False)
     t_whole = time.perf_counter()
     device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
     transform = transforms.Compose([
@@ -207,7 +212,7 @@ def run_ours(name: str, epochs: int, batch_size: int, images: int, run_dir: Path
 
 def runtime_label(rt: dict[str, Any]) -> str:
     return (f"{'fp32' if rt['amp'] == 'off' else rt['amp']}, {'channels_last' if rt['channels_last'] else 'NCHW'}"
-            + (", compiled" if rt.get("compile") else ""))
+            + (", compiled" if rt.get("compile") else "") + (", malloc cache" if rt.get("malloc_cache") else ""))
 
 
 def measure(name: str, args: argparse.Namespace, tv_root: Path, work: Path) -> dict[str, Any]:
@@ -240,7 +245,8 @@ def measure(name: str, args: argparse.Namespace, tv_root: Path, work: Path) -> d
     rt = rounds[-1]["runtime"]
     return {
         "model": name, "images": rounds[0]["images"], "steps": rounds[0]["steps"],
-        "runtime": {k: rt[k] for k in ("amp", "channels_last", "compile")}, "runtime_why": rt.get("why", {}),
+        "runtime": {k: rt.get(k, False) for k in ("amp", "channels_last", "compile", "malloc_cache")},
+        "runtime_why": rt.get("why", {}),
         **{k: med(k) for k in ("plain_img_s", "ours_img_s", "plain_epoch_s", "ours_epoch_s", "plain_whole_s",
                                "ours_whole_s", "ratio")},
         "ratio_min": min(r["ratio"] for r in rounds), "ratio_max": max(r["ratio"] for r in rounds),
@@ -274,6 +280,8 @@ def command_of(args: argparse.Namespace) -> str:
         parts += ["--json", repo_relative(args.json)]
     if args.resume:
         parts.append("--resume")
+    if args.again:
+        parts.append("--again")
     return " ".join(shlex.quote(p) if i else p for i, p in enumerate(parts))
 
 
@@ -363,7 +371,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", help="the rows' sidecar (default: vs_plain.json next to --out)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the sidecar's rows and measure only the models it lacks")
+    parser.add_argument("--again", action="store_true",
+                        help="with --resume: measure the --models rows again (after a change), keeping the others")
     args = parser.parse_args(argv)
+    if args.again and not args.resume:
+        parser.error("--again measures the --models rows of a --resume run again; give both")
     if min(args.epochs, args.batch_size, args.images, args.rounds) < 1:
         parser.error("--epochs, --batch-size, --images and --rounds must be at least 1")
     train_split = 60_000 - int(round(60_000 * DataConfig().val_fraction))
@@ -378,6 +390,7 @@ def main(argv: list[str] | None = None) -> None:
     settings, command = settings_of(args), command_of(args)
     kept: dict[str, dict[str, Any]] = {}
     commands: list[str] = []
+    order: list[str] = []  # the sidecar's row order, which a row measured --again keeps
     if args.resume:
         if not json_path.is_file():
             parser.error(f"--resume needs the rows of an earlier run in {repo_relative(json_path)}")
@@ -385,7 +398,8 @@ def main(argv: list[str] | None = None) -> None:
         if saved["settings"] != settings:
             parser.error(f"--resume: {repo_relative(json_path)} was measured with {saved['settings']}, not "
                          f"{settings}; use the same --epochs, --batch-size and --images, or a new --out/--json")
-        kept = {r["model"]: r for r in saved["rows"]}
+        kept = {r["model"]: r for r in saved["rows"] if not (args.again and r["model"] in args.models)}
+        order = [r["model"] for r in saved["rows"]]
         commands = list(saved["commands"])
     models = [*kept, *[m for m in dict.fromkeys(args.models) if m not in kept]]
     rows = [kept[m] for m in kept]
@@ -403,6 +417,7 @@ def main(argv: list[str] | None = None) -> None:
             if command not in commands:
                 commands.append(command)
             rows.append(row)
+            rows.sort(key=lambda r: order.index(r["model"]) if r["model"] in order else len(order))
             print(f"{name}: plain {row['plain_img_s']:.1f} img/s ({row['plain_epoch_s']:.1f} s/epoch), papernets "
                   f"{row['ours_img_s']:.1f} img/s ({row['ours_epoch_s']:.1f} s/epoch) -> papernets / plain "
                   f"{row['ratio']:.2f} (rounds {row['ratio_min']:.2f}-{row['ratio_max']:.2f}); papernets' runtime: "

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import REPO, benchmark_module
+from papernets.engine import allocator
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +36,22 @@ def test_both_sides_train_the_same_images_and_steps_and_the_section_is_published
         return result
 
     monkeypatch.setattr(vs, "run_ours", ours)
+    real_plain, plain_cache = vs.run_plain, []
+
+    def plain(*args, **kwargs):
+        result = real_plain(*args, **kwargs)
+        plain_cache.append(allocator.malloc_cache_enabled())
+        return result
+
+    monkeypatch.setattr(vs, "run_plain", plain)
     argv = ["--models", "lenet5_bn", "--epochs", "1", "--batch-size", "32", "--images", "300", "--rounds", "1",
             "--out", str(out)]
+    if allocator.available():
+        allocator.set_malloc_cache(True)  # as a papernets round before it leaves the process
     vs.main(argv)
     assert len(runs) == 1
+    if allocator.available():  # the plain loop ran with glibc's defaults, papernets with its malloc cache
+        assert plain_cache == [False] and allocator.malloc_cache_enabled()
     assert not any(tmp_path.glob("lenet5_bn-round*")), "the run directory was not deleted"
 
     data = json.loads((tmp_path / "vs_plain.json").read_text())
@@ -46,7 +59,7 @@ def test_both_sides_train_the_same_images_and_steps_and_the_section_is_published
     [row] = data["rows"]
     # measure() raises when the sides differ; here the counts themselves: 300 images in ceil(300 / 32) steps
     assert (row["model"], row["images"], row["steps"], row["rounds"]) == ("lenet5_bn", 300, 10, 1)
-    assert set(row["runtime"]) == {"amp", "channels_last", "compile"}
+    assert set(row["runtime"]) == {"amp", "channels_last", "compile", "malloc_cache"}
     assert row["plain_img_s"] > 0 and row["ours_img_s"] > 0
 
     text = out.read_text()
@@ -92,6 +105,17 @@ def test_both_sides_train_the_same_images_and_steps_and_the_section_is_published
     # nothing left to measure: the section is written back as it was
     vs.main([argv[0], "lenet5_bn", "resnet20", *argv[2:], "--resume"])
     assert calls == ["resnet20"] and out.read_text() == text2
+
+    # --again measures the named rows again (after a change to the trainer) and keeps the others
+    vs.main([argv[0], "lenet5_bn", *argv[2:], "--resume", "--again"])
+    assert calls == ["resnet20", "lenet5_bn"]
+    data3 = json.loads((tmp_path / "vs_plain.json").read_text())
+    assert [r["model"] for r in data3["rows"]] == ["lenet5_bn", "resnet20"]  # in the order they had
+    assert data3["commands"][-1].endswith("--resume --again")
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        vs.main([*argv, "--again"])
+    assert "--again measures the --models rows of a --resume run again" in capsys.readouterr().err
 
     # other settings do not mix with the kept rows
     capsys.readouterr()
