@@ -74,6 +74,30 @@ def test_the_fast_recipes_reached_the_target_on_every_committed_seed(name):
             assert "BF16" in summary["host"]["cpu"] or "AMX" in summary["host"]["cpu"], summary["host"]
 
 
+def test_the_speedrun_recipe_on_an_avx2_cpu_is_a_real_run_of_the_same_config_in_fp32():
+    """docs/results/fashion-mnist-airbench-avx2.md: the airbench94 recipe on a CPU without bf16 instructions, its
+    config with train.amp=off only (bf16 would be emulated there), every seed at 94% or more, the time as measured."""
+    text = (RESULTS / "fashion-mnist-airbench-avx2.md").read_text()
+    assert "--config fashion-mnist-airbench" in text and "--set train.amp=off" in text and "--target 94" in text
+    rows = re.findall(r"^\| (\d+) \| ([\d.]+) \| ([\d.]+) \| (\d+) \| [\d:]+ \((\d+) s\)", text, re.M)
+    assert rows, "no seed measured"
+    recipe = yaml.safe_load((CONFIGS_DIR / "fashion-mnist-airbench.yaml").read_text())
+    for seed, test_acc, _, epochs, wall in rows:
+        assert float(test_acc) >= 94.0, f"seed {seed}: {test_acc}%"
+        run = RESULTS / "runs" / "fashion-mnist-airbench-avx2" / f"seed{seed}"
+        summary = json.loads((run / "summary.json").read_text())
+        assert round(summary["test_acc"] * 100, 2) == float(test_acc) and summary["epochs"] == int(epochs)
+        assert round(summary["wall_time_s"]) == int(wall) and summary["host"]["threads"] == 2
+        assert "no bf16 instructions" in summary["host"]["cpu"] and summary["runtime"]["amp"] == "off"
+        ran = yaml.safe_load((run / "config.yaml").read_text())
+        own = {("train", "seed"), ("train", "recipe"), ("output", "dir"), ("output", "name"), ("train", "amp")}
+        for section, values in recipe.items():
+            for key, value in values.items():
+                if (section, key) not in own:
+                    assert ran[section][key] == value, f"seed {seed}: {section}.{key}"
+        assert ran["train"]["amp"] == "off" and ran["train"]["seed"] == int(seed)
+
+
 def test_bf16_and_compile_defaults_are_backed_by_the_measurement():
     """BF16_CPU_FAMILIES holds the families that benchmarks/bf16_runs.py's rule puts in bf16 on runs that learn
     (docs/results/bf16_runs.md) and, for the families it has not decided, those that benchmarks/speed_options.py's
