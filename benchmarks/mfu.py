@@ -228,7 +228,8 @@ def render(data: dict) -> str:
         names = ", ".join(f"`{r['model']}` at {r['size']} px" for r in cached)
         lines.append(f"Timed with the malloc cache (the trainer's default on the CPU since it was added, "
                      f"`engine/allocator.py`): {names}; "
-                     f"the other {_rows(len(rows) - len(cached))} were timed before it, with glibc's default "
+                     f"the other {_rows(len(rows) - len(cached))} "
+                     f"{'was' if len(rows) - len(cached) == 1 else 'were'} timed before it, with glibc's default "
                      "allocator. Its effect in fresh processes, off and on: `malloc_cache.md`.")
     elif cached:
         lines.append("Every row timed with the malloc cache (the trainer's default on the CPU, "

@@ -65,6 +65,8 @@ def test_mfu_is_the_counted_flops_over_the_measured_peak_and_resumes(mfu, tmp_pa
     lowest = re.search(r"^Five lowest in training: (.*)\.$", md, re.M).group(1)
     assert "`lenet5_bn` at 28 px" in lowest and "`resnet20` at 28 px" in lowest
     assert "python benchmarks/mfu.py --models lenet5_bn resnet20 --sizes 28" in md
+    if all(r["malloc_cache"] for r in data["rows"]):  # glibc: timed with the trainer's allocator, and it says so
+        assert "Every row timed with the malloc cache" in md
     assert str(tmp_path) not in md + out.with_suffix(".json").read_text()  # no absolute path in the results
 
     calls = []
@@ -93,6 +95,9 @@ def test_mfu_is_the_counted_flops_over_the_measured_peak_and_resumes(mfu, tmp_pa
     assert [r["model"] for r in again] == ["lenet5_bn", "nin", "resnet20"] and again[0] == data["rows"][0]
     assert again[2]["peak_fp32"] == 600.0
     assert mfu.main(["--models", "resnet20", "--again", *args]) == 2  # --again needs --resume
+    if all(r["malloc_cache"] for r in again):  # a table whose older rows were timed before the malloc cache
+        mixed = {"commands": ["x"], "rows": [dict(again[0], malloc_cache=False), *again[1:]]}
+        assert "the other 1 row was timed before it, with glibc's default allocator" in mfu.render(mixed)
 
 
 def test_mfu_rejects_bad_arguments_and_keeps_a_failed_row(mfu, tmp_path, monkeypatch, capsys):

@@ -98,8 +98,7 @@ class Trainer:
         self.data = self.source.splits
         trained_images = (cfg.train.steps * cfg.train.batch_size if cfg.train.steps
                           else self.data.num_train * cfg.train.epochs)
-        self.runtime: Runtime = resolve_runtime(cfg.train, self.entry.family, self.device,
-                                                train_images=trained_images)
+        self.runtime: Runtime = resolve_runtime(cfg.train, self.entry.family, self.device, train_images=trained_images)
         self.runtime.apply()
         self._build_model()
         torch.manual_seed(cfg.train.seed + 1000 * self.info.rank)  # dropout etc. differ per process
