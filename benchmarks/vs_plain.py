@@ -2,7 +2,7 @@
 tutorial ("Training a classifier") writes, on the same model, data, batch size, epochs and optimizer.
 
     python benchmarks/vs_plain.py [--models resnet18 mobilenet_v2 efficientnet_b0] [--epochs 1] [--batch-size 128]
-        [--images 12000] [--rounds 3] [--out docs/results/speed.md] [--json FILE] [--resume]
+        [--images 12000] [--rounds 3] [--out docs/results/speed.md] [--json FILE] [--resume [--again]]
 
 Both sides train a fresh model (``papernets.create_model(name, num_classes=10, in_chans=1, img_size=28)``, the
 small-image form) on the same first ``--images`` images of papernets' Fashion-MNIST training split (the 54,000
@@ -65,7 +65,8 @@ its rows. ``python -m papernets.bench.compare`` rewrites that whole file (``--me
 without measuring anything. The measured rows are kept in the sidecar (``--json``, default ``vs_plain.json`` next to
 ``--out``: docs/results/vs_plain.json), and the section is rewritten after every model, so an interrupted run keeps
 what it measured; ``--resume`` keeps the sidecar's rows (same epochs, batch and images, or it refuses) and measures
-only the models it lacks. The section names the commands that measured its rows, the CPU
+only the models it lacks; with ``--again`` it measures the ``--models`` rows again (after a change to the
+trainer) and keeps the others in their places. The section names the commands that measured its rows, the CPU
 (``papernets.engine.speed.cpu_label()``), threads and torch version of each row.
 """
 
