@@ -160,12 +160,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"malloc_cache: {flag} must be at least 1, got {value}", file=sys.stderr)
             return 2
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from mfu import _rel, measure_peaks
+    from mfu import _rel, describe_run, measure_peaks
 
     from papernets.engine import allocator
     from papernets.engine.counting import meta_model_stats
     from papernets.engine.rundir import atomic_write_text
-    from papernets.engine.speed import cpu_label
     from papernets.registry import get_entry
 
     if not allocator.available():
@@ -187,16 +186,14 @@ def main(argv: list[str] | None = None) -> int:
         words.append(shlex.quote(_rel(w) if i and argv[i - 1] == "--out" else w))
     command = " ".join(["python benchmarks/malloc_cache.py", *words])
     run = measure_peaks(2048, 3)
-    label = (f"{cpu_label()}, {torch.get_num_threads()} threads, torch {torch.__version__}: fp32 peak "
-             f"{run['peak_fp32']:.1f} GFLOP/s" + (f", bf16 peak {run['peak_bf16']:.1f}" if run.get("peak_bf16")
-                                                   else ""))
+    label = describe_run(run)
     print(label, flush=True)
     if todo and command not in data["commands"]:
         data["commands"].append(command)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     chans, classes = SETTINGS[args.size]
     for name in todo:
-        row = {"model": name, "size": args.size, "batch": args.batch, "cpu": cpu_label(), "run": label}
+        row = {"model": name, "size": args.size, "batch": args.batch, "cpu": run["cpu"], "run": label}
         try:
             row.update(measure(name, args.size, args.batch, args.rounds, args.steps))
             _, macs = meta_model_stats(name, img_size=args.size, in_chans=chans, num_classes=classes)
