@@ -12,8 +12,11 @@ small-image forms the benchmark trains, ``create_model(name, num_classes=10, in_
 224 px (3 channels, 1,000 classes, batch 32), ``--sizes`` to choose: training img/s (forward, backward, SGD step)
 and inference img/s, timed by ``papernets.bench.profile.measure_throughput`` in the memory format and precision the
 trainer chooses for the family on this CPU (``resolve_runtime``: channels_last per family; bf16 autocast for the
-bf16 families on a CPU with bf16 instructions, fp32 otherwise). Training and inference alternate over the rounds
-(``--steps`` timed steps each), so that a slow spell hits both, and each figure is the median over the rounds. The
+bf16 families on a CPU with bf16 instructions, fp32 otherwise). Each row's own peak (one round of the product in the
+row's precision), training and inference alternate over the rounds (``--steps`` timed steps each), so that a slow
+spell hits both sides of the ratio, and each figure is the median over the rounds: the machine's peak is not a
+constant (runs on the same kind of CPU measured 139 to 177 GFLOP/s in fp32), and a row set against a peak timed
+minutes earlier can show more than 100%. The
 step is timed eager: the families the trainer compiles by default are named under the table. The trainer keeps
 freed memory in the process on the CPU (``engine/allocator.py``, the malloc cache), and so do these rows (each
 records whether it was timed with it); its effect is measured in fresh processes by ``benchmarks/malloc_cache.py``,
@@ -28,10 +31,10 @@ Utilization is a model's FLOP/s over the peak of the precision it ran in:
 Counted MACs are those of convolutions, linear layers and attention matmuls; normalizations, activations, pooling,
 memory traffic and the optimizer step are not counted, so a model whose time goes there shows a low utilization,
 which is the point: it names where the machine's arithmetic goes unused. A model that fails at a size gets a row
-saying why. The rows live in a JSON file beside ``--out`` (``mfu.json``), each with the peak measured in the run
-that timed it (and that run's CPU, threads and torch), and the table is rendered from it and rewritten after every
-row, so an interrupted run keeps what it measured; ``--resume`` keeps the rows of that file and measures only the
-missing ones (and those that failed), each new row against the peak measured in this run; with ``--again`` also
+saying why. The rows live in a JSON file beside ``--out`` (``mfu.json``), each with the peak timed beside it (and
+its run's CPU, threads, torch and start peaks), and the table is rendered from it and rewritten after every row,
+so an interrupted run keeps what it measured; ``--resume`` keeps the rows of that file and measures only the
+missing ones (and those that failed); with ``--again`` also
 the ``--models`` rows it has (measured again after a change to those models). Keep the cores quiet while it runs.
 """
 
@@ -45,6 +48,7 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -56,7 +60,7 @@ DEFAULT_OUT = ROOT / "docs" / "results" / "mfu.md"
 SETTINGS = {28: (1, 10, 128), 224: (3, 1000, 32)}  # size -> (channels, classes, batch)
 PEAK_REPS = 3  # products per timed round of the peak
 COLUMNS = ["model", "family", "size", "batch", "GMACs/image", "train img/s", "train GFLOP/s", "train % of peak",
-           "infer img/s", "infer GFLOP/s", "infer % of peak", "memory format", "precision", "CPU"]
+           "infer img/s", "infer GFLOP/s", "infer % of peak", "peak GFLOP/s", "memory format", "precision", "CPU"]
 
 
 def _rel(path: Path | str) -> str:
@@ -80,19 +84,28 @@ def command_line(argv: list[str]) -> str:
     return " ".join(["python benchmarks/mfu.py", *words])
 
 
-def matmul_peak(n: int, dtype: torch.dtype, rounds: int, reps: int = PEAK_REPS) -> float:
-    """GFLOP/s of an n x n ``torch.mm`` in ``dtype``: 2 n^3 per product, over the median of ``rounds`` (at least 3)
-    timed rounds of ``reps`` products each, after one untimed product."""
-    gen = torch.Generator().manual_seed(0)
-    a, b = torch.randn(n, n, generator=gen).to(dtype), torch.randn(n, n, generator=gen).to(dtype)
-    out = torch.mm(a, b)  # warm-up: oneDNN/BLAS picks its kernel, the output buffer is allocated
-    times = []
-    for _ in range(max(rounds, 3)):
+class MatmulPeak:
+    """Timed rounds of an n x n ``torch.mm`` in ``dtype`` (2 n^3 FLOPs per product), ``reps`` products a round,
+    after one untimed product (oneDNN/BLAS picks its kernel, the output buffer is allocated)."""
+
+    def __init__(self, n: int, dtype: torch.dtype, reps: int = PEAK_REPS):
+        gen = torch.Generator().manual_seed(0)
+        self.n, self.reps = n, reps
+        self.a, self.b = torch.randn(n, n, generator=gen).to(dtype), torch.randn(n, n, generator=gen).to(dtype)
+        self.out = torch.mm(self.a, self.b)
+
+    def round(self) -> float:
+        """GFLOP/s of one timed round."""
         t0 = time.perf_counter()
-        for _ in range(reps):
-            torch.mm(a, b, out=out)
-        times.append((time.perf_counter() - t0) / reps)
-    return 2 * n**3 / statistics.median(times) / 1e9
+        for _ in range(self.reps):
+            torch.mm(self.a, self.b, out=self.out)
+        return 2 * self.n**3 / ((time.perf_counter() - t0) / self.reps) / 1e9
+
+
+def matmul_peak(n: int, dtype: torch.dtype, rounds: int, reps: int = PEAK_REPS) -> float:
+    """GFLOP/s of an n x n ``torch.mm`` in ``dtype``: the median of ``rounds`` (at least 3) timed rounds."""
+    peak = MatmulPeak(n, dtype, reps)
+    return statistics.median(peak.round() for _ in range(max(rounds, 3)))
 
 
 def measure_peaks(n: int, rounds: int) -> dict:
@@ -124,9 +137,11 @@ def trainer_runtime(family: str) -> tuple[bool, str, bool, bool]:
     return rt.channels_last, "bf16" if rt.amp == "bf16" else "fp32", rt.compile, rt.malloc_cache
 
 
-def measure_row(name: str, size: int, rounds: int, steps: int) -> dict:
-    """One model at one size: training and inference img/s in the trainer's runtime for the family, and the
-    counted MACs per image."""
+def measure_row(name: str, size: int, rounds: int, steps: int, peak_round: Callable[[], float]) -> dict:
+    """One model at one size: training and inference img/s in the trainer's runtime for the family, the counted
+    MACs per image, and the matmul peak of the row's precision timed beside them: each round times the peak
+    (``peak_round``, GFLOP/s of one round), training and inference, so that a slow or fast spell of the machine
+    moves both sides of the ratio; each figure is the median over the rounds."""
     from papernets.bench.profile import measure_throughput, meta_model_stats
     from papernets.registry import create_model, get_entry
 
@@ -140,11 +155,14 @@ def measure_row(name: str, size: int, rounds: int, steps: int) -> dict:
     if channels_last:
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     amp = torch.autocast("cpu", torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
-    rates: dict[str, list[float]] = {"train": [], "infer": []}
+    rates: dict[str, list[float]] = {"train": [], "infer": [], "peak": []}
     try:
-        with amp:
-            for r in range(rounds):  # training and inference alternate, so that a slow spell hits both
-                for kind in ("train", "infer") if r % 2 == 0 else ("infer", "train"):
+        for r in range(rounds):  # the peak, training and inference alternate
+            for kind in ("peak", "train", "infer") if r % 2 == 0 else ("infer", "train", "peak"):
+                if kind == "peak":
+                    rates["peak"].append(peak_round())
+                    continue
+                with amp:
                     rates[kind].append(measure_throughput(model, x, kind == "train", steps=steps,
                                                           warmup=1 if r == 0 else 0))
     finally:
@@ -153,7 +171,15 @@ def measure_row(name: str, size: int, rounds: int, steps: int) -> dict:
     t, i = statistics.median(rates["train"]), statistics.median(rates["infer"])
     fwd = 2 * macs  # forward FLOPs per image
     return {"gmacs": macs / 1e9, "train_ips": t, "train_gflops": 3 * fwd * t / 1e9, "infer_ips": i,
-            "infer_gflops": fwd * i / 1e9}
+            "infer_gflops": fwd * i / 1e9, "peak": statistics.median(rates["peak"]), "peak_rounds": rates["peak"]}
+
+
+def row_peak(row: dict) -> float:
+    """The peak a row is measured against: the one timed beside it, or (rows written before the peak was timed
+    beside each row) its run's peak of the row's precision."""
+    if row.get("peak"):
+        return row["peak"]
+    return row["peak_bf16"] if row["precision"] == "bf16" else row["peak_fp32"]
 
 
 def _pct(x: float) -> str:
@@ -196,31 +222,35 @@ def render(data: dict) -> str:
             runs.append(run)
     lines = [
         "# Model FLOP/s utilization: training and inference against the measured matmul peak", "",
-        "Written by " + ", then ".join(f"`{c}`" for c in data["commands"]) + ". The peak of the run that timed "
-        f"each row: an n x n `torch.mm`, GFLOP/s (2 n^3 per product) of the median of the rounds, torch's default "
-        "threads. Training FLOP/s = 3 x forward FLOPs x img/s (forward, backward, SGD step), inference FLOP/s = "
-        "forward FLOPs x img/s, forward FLOPs = 2 x counted MACs per image; each as a share of the peak of the "
-        "precision the row ran in, the memory format and precision the trainer chooses for the family on that CPU. "
+        "Written by " + ", then ".join(f"`{c}`" for c in data["commands"]) + ". The peak of each row (peak "
+        "GFLOP/s): an n x n `torch.mm` in the row's precision with torch's default threads, GFLOP/s (2 n^3 per "
+        "product), timed in rounds that alternate with the row's training and inference rounds, median of those "
+        "rounds: the machine's pace moves from minute to minute, and a peak timed beside the row moves with it"
+        + ("" if all(r.get("peak") for r in rows) else
+           " (rows timed before the peak was timed beside each row: the peak of the start of their run)")
+        + ". Training FLOP/s = 3 x forward FLOPs x img/s (forward, backward, SGD step), inference FLOP/s = "
+        "forward FLOPs x img/s, forward FLOPs = 2 x counted MACs per image; each as a share of the row's peak, in "
+        "the memory format and precision the trainer chooses for the family on that CPU. "
         "28 px: the small-image form, 1 channel, 10 classes, batch "
-        f"{SETTINGS[28][2]}; 224 px: 3 channels, 1,000 classes, batch {SETTINGS[224][2]}. Median of the rounds, "
-        "training and inference alternating. What the counted MACs leave out: `benchmarks/mfu.py`. Runs (CPU, "
-        "threads, torch, peaks):",
+        f"{SETTINGS[28][2]}; 224 px: 3 channels, 1,000 classes, batch {SETTINGS[224][2]}. Median of the rounds. "
+        "What the counted MACs leave out: `benchmarks/mfu.py`. Runs (CPU, threads, torch, the peaks timed at the "
+        "start of the run):",
         "",
         *[f"- {describe_run(run)}" for run in runs],
         "",
         "| " + " | ".join(COLUMNS) + " |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
     ]
     for r in rows:
         head = [f"`{r['model']}`", r.get("family", ""), str(r["size"]), str(r.get("batch", ""))]
         if r.get("error"):
             gmacs = f"{r['gmacs']:.3g}" if r.get("gmacs") is not None else "-"
-            cells = [*head, gmacs, _cell(f"failed: {r['error']}"), *["-"] * 5, r.get("memory_format", "-"),
+            cells = [*head, gmacs, _cell(f"failed: {r['error']}"), *["-"] * 6, r.get("memory_format", "-"),
                      r.get("precision", "-"), r["cpu"]]
         else:
             cells = [*head, f"{r['gmacs']:.3g}", f"{r['train_ips']:.1f}", f"{r['train_gflops']:.2f}",
                      _pct(r["train_pct"]), f"{r['infer_ips']:.1f}", f"{r['infer_gflops']:.2f}", _pct(r["infer_pct"]),
-                     r["memory_format"], r["precision"], r["cpu"]]
+                     f"{row_peak(r):.1f}", r["memory_format"], r["precision"], r["cpu"]]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *summary_lines(rows)]
     cached = [r for r in rows if r.get("malloc_cache")]
@@ -292,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if todo and command not in data["commands"]:
         data["commands"].append(command)
+    peaks: dict[str, MatmulPeak] = {}  # precision -> the product timed beside each row of that precision
     for name, size in todo:
         family = get_entry(name).family
         channels_last, precision, compiles, cache = trainer_runtime(family)
@@ -299,13 +330,15 @@ def main(argv: list[str] | None = None) -> int:
                "memory_format": "channels_last" if channels_last else "NCHW", "precision": precision,
                "trainer_compiles": compiles, "malloc_cache": cache}
         try:
-            row.update(measure_row(name, size, args.rounds, args.steps))
-            peak = run["peak_bf16"] if precision == "bf16" else run["peak_fp32"]
+            if precision not in peaks:
+                peaks[precision] = MatmulPeak(args.peak_n, torch.bfloat16 if precision == "bf16" else torch.float32)
+            row.update(measure_row(name, size, args.rounds, args.steps, peaks[precision].round))
+            peak = row["peak"]
             row.update(train_pct=100 * row["train_gflops"] / peak, infer_pct=100 * row["infer_gflops"] / peak)
             print(f"{name} @ {size} px ({row['memory_format']}, {precision}): train {row['train_ips']:.1f} img/s "
                   f"{row['train_gflops']:.2f} GFLOP/s = {_pct(row['train_pct'])} of peak, infer "
-                  f"{row['infer_ips']:.1f} img/s {row['infer_gflops']:.2f} GFLOP/s = {_pct(row['infer_pct'])}",
-                  flush=True)
+                  f"{row['infer_ips']:.1f} img/s {row['infer_gflops']:.2f} GFLOP/s = {_pct(row['infer_pct'])}; "
+                  f"peak beside it {peak:.1f} GFLOP/s", flush=True)
         except Exception as exc:  # a model that does not run at a size gets a row saying why
             lines = str(exc).strip().splitlines() or [""]
             row["error"] = f"{type(exc).__name__}: {lines[0][:200]}".rstrip(": ")

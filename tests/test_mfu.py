@@ -10,7 +10,7 @@ import pytest
 from conftest import benchmark_module
 
 HEADER = ("| model | family | size | batch | GMACs/image | train img/s | train GFLOP/s | train % of peak | infer img/s "
-          "| infer GFLOP/s | infer % of peak | memory format | precision | CPU |")
+          "| infer GFLOP/s | infer % of peak | peak GFLOP/s | memory format | precision | CPU |")
 
 
 @pytest.fixture
@@ -49,14 +49,16 @@ def test_mfu_is_the_counted_flops_over_the_measured_peak_and_resumes(mfu, tmp_pa
         assert r["gmacs"] > 0 and r["train_ips"] > 0 and r["infer_ips"] > 0
         assert r["train_gflops"] == pytest.approx(6 * r["gmacs"] * r["train_ips"])  # 3 x (2 x MACs) x img/s
         assert r["infer_gflops"] == pytest.approx(2 * r["gmacs"] * r["infer_ips"])
-        peak = r["peak_bf16"] if r["precision"] == "bf16" else r["peak_fp32"]
-        assert peak > 0 and r["peak_n"] == 256 and r["threads"] >= 1 and r["cpu"] and r["torch"]
+        peak = r["peak"]  # timed beside the row: one round of the product per round of the model
+        assert len(r["peak_rounds"]) == 1 and peak == r["peak_rounds"][0] > 0
+        assert r["peak_n"] == 256 and r["threads"] >= 1 and r["cpu"] and r["torch"]
         assert r["train_pct"] == pytest.approx(100 * r["train_gflops"] / peak)
         assert r["infer_pct"] == pytest.approx(100 * r["infer_gflops"] / peak)
         c = cells[r["model"]]  # the table prints the JSON's figures
         assert float(c["train GFLOP/s"]) == pytest.approx(r["train_gflops"], abs=0.006)
         assert float(c["train % of peak"].rstrip("%")) == pytest.approx(r["train_pct"], abs=0.06)
         assert float(c["infer img/s"]) == pytest.approx(r["infer_ips"], abs=0.06)
+        assert float(c["peak GFLOP/s"]) == pytest.approx(peak, abs=0.06)
         assert (c["family"], c["size"], c["batch"], c["precision"]) == (r["family"], "28", "4", r["precision"])
         assert c["memory format"] in ("channels_last", "NCHW")
     median = statistics.median(r["train_pct"] for r in data["rows"])
@@ -71,18 +73,19 @@ def test_mfu_is_the_counted_flops_over_the_measured_peak_and_resumes(mfu, tmp_pa
 
     calls = []
 
-    def fake(name, size, rounds, steps):
+    def fake(name, size, rounds, steps, peak_round):
         calls.append((name, size))
-        return {"gmacs": 0.1, "train_ips": 10.0, "train_gflops": 6.0, "infer_ips": 30.0, "infer_gflops": 6.0}
+        return {"gmacs": 0.1, "train_ips": 10.0, "train_gflops": 6.0, "infer_ips": 30.0, "infer_gflops": 6.0,
+                "peak": 600.0, "peak_rounds": [600.0]}  # the peak timed beside the row
 
     monkeypatch.setattr(mfu, "measure_row", fake)
-    monkeypatch.setattr(mfu, "matmul_peak", lambda n, dtype, rounds: 600.0)  # this run's peak
+    monkeypatch.setattr(mfu, "matmul_peak", lambda n, dtype, rounds: 300.0)  # the run's start peak
     assert mfu.main(["--models", "lenet5_bn", "resnet20", "nin", "--resume", *args]) == 0
     assert calls == [("nin", 28)]  # the two rows already in the file are kept, not measured again
     resumed = json.loads(out.with_suffix(".json").read_text())
-    assert resumed["rows"][:2] == data["rows"]  # each with the peak of the run that timed it
+    assert resumed["rows"][:2] == data["rows"]  # each with the peak timed beside it
     nin = resumed["rows"][2]
-    assert nin["peak_fp32"] == 600.0 and nin["train_pct"] == pytest.approx(1.0)
+    assert nin["peak_fp32"] == 300.0 and nin["train_pct"] == pytest.approx(1.0)  # against its own peak, not the run's
     md = out.read_text()
     assert set(table(md)) == {"lenet5_bn", "resnet20", "nin"}
     assert "Median training utilization over all 3 rows measured" in md
@@ -93,7 +96,11 @@ def test_mfu_is_the_counted_flops_over_the_measured_peak_and_resumes(mfu, tmp_pa
     assert calls == [("nin", 28), ("resnet20", 28)]
     again = json.loads(out.with_suffix(".json").read_text())["rows"]
     assert [r["model"] for r in again] == ["lenet5_bn", "nin", "resnet20"] and again[0] == data["rows"][0]
-    assert again[2]["peak_fp32"] == 600.0
+    assert again[2]["peak"] == 600.0
+    old = {"commands": ["x"], "rows": [{k: v for k, v in again[1].items() if k not in ("peak", "peak_rounds")}]}
+    assert "| 300.0 |" in mfu.render(old)  # a row from before: against its run's start peak, and the text says so
+    assert "the peak of the start of their run" in mfu.render(old)
+    assert "the peak of the start of their run" not in md
     assert mfu.main(["--models", "resnet20", "--again", *args]) == 2  # --again needs --resume
     if all(r["malloc_cache"] for r in again):  # a table whose older rows were timed before the malloc cache
         mixed = {"commands": ["x"], "rows": [dict(again[0], malloc_cache=False), *again[1:]]}
@@ -107,7 +114,7 @@ def test_mfu_rejects_bad_arguments_and_keeps_a_failed_row(mfu, tmp_path, monkeyp
     assert mfu.main(["--models", "no_such_model", "--out", str(out)]) == 2
     assert "no_such_model" in capsys.readouterr().err
 
-    def broken(name, size, rounds, steps):
+    def broken(name, size, rounds, steps, peak_round):
         raise RuntimeError("input too small | for this model\nsecond line")
 
     monkeypatch.setattr(mfu, "measure_row", broken)
