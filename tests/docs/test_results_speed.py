@@ -150,3 +150,20 @@ def test_committed_speed_table_explains_every_ratio_below_one():
             for kind, ratio in (("train", cells[7]), ("infer", cells[11])):
                 if float(ratio) < 1.0:
                     assert f"{kind}: " in cells[13], f"{cells[0]} {kind} {ratio} has no reason"
+
+
+def test_mfu_table_is_its_json_rendered_and_sets_every_row_against_its_own_peak():
+    """docs/results/mfu.md is what benchmarks/mfu.py renders from mfu.json, for every benchmark model at both sizes,
+    each row against the matmul peak timed beside it (the highest of its rounds, which alternate with the row's)."""
+    from papernets.bench.runner import load_protocol
+
+    mfu = benchmark_module("mfu")
+    data = json.loads((RESULTS / "mfu.json").read_text())
+    assert (RESULTS / "mfu.md").read_text() == mfu.render(data)
+    rows = {(r["model"], r["size"]): r for r in data["rows"] if not r.get("error")}
+    models = {r.model for r in load_protocol("fashion-budget").rows}
+    assert {(m, s) for m in models for s in (28, 224)} <= set(rows), "a benchmark model is missing"
+    for r in rows.values():
+        assert r["peak"] == max(r["peak_rounds"])
+        assert r["train_pct"] == pytest.approx(100 * r["train_gflops"] / r["peak"])
+        assert r["train_gflops"] == pytest.approx(6 * r["gmacs"] * r["train_ips"], rel=1e-6)
