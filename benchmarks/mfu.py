@@ -17,13 +17,13 @@ row's precision), training and inference alternate over the rounds (``--steps`` 
 spell hits both sides of the ratio; img/s are the median over the rounds and the row's peak the highest of its
 peak rounds (``settle``). The machine's peak is not a constant (runs on the same kind of CPU measured 139 to 179
 GFLOP/s at their start, and single rounds 92 to 188), and a row set against a peak timed minutes earlier showed
-more than 100%. The
-step is timed eager: the families the trainer compiles by default are named under the table. The trainer keeps
-freed memory in the process on the CPU (``engine/allocator.py``, the malloc cache), and so do these rows (each
-records whether it was timed with it); its effect is measured in fresh processes by ``benchmarks/malloc_cache.py``,
-since a process cannot go back to glibc's untouched allocator once it has changed it.
+more than 100%. The step is timed eager: the families the trainer compiles by default are named under the table.
+The trainer keeps freed memory in the process on the CPU (``engine/allocator.py``, the malloc cache), and so do
+these rows (each records whether it was timed with it); its effect is measured in fresh processes by
+``benchmarks/malloc_cache.py``, since a process cannot go back to glibc's untouched allocator once it has changed
+it.
 
-Utilization is a model's FLOP/s over the peak of the precision it ran in:
+Utilization is a model's FLOP/s over the peak of the precision it ran in, timed beside it:
 
 - forward FLOPs = 2 x MACs per image, as ``meta_model_stats`` (``engine/counting.py``) counts them;
 - training FLOP/s = 3 x forward FLOPs x img/s (the backward pass costs about twice the forward);
