@@ -1,5 +1,6 @@
 """The committed speed measurements under docs/results/ back the speed defaults and the fast recipe: the tables'
-figures, read as committed (benchmarks/ writes them; tests/test_speed.py tests the code that does)."""
+figures, read as committed (benchmarks/ writes them; tests/test_speed.py tests the code that does); and the budget
+trials quoted in docs/benchmark.md are their committed records."""
 
 import json
 import re
@@ -167,3 +168,22 @@ def test_mfu_table_is_its_json_rendered_and_sets_every_row_against_its_own_peak(
         assert r["peak"] == max(r["peak_rounds"])
         assert r["train_pct"] == pytest.approx(100 * r["train_gflops"] / r["peak"])
         assert r["train_gflops"] == pytest.approx(6 * r["gmacs"] * r["train_ips"], rel=1e-6)
+
+
+def test_budget_trial_tables_in_the_benchmark_doc_are_the_trials_records():
+    """Every trial row of docs/benchmark.md whose record is committed under results/runs/fashion-budget-trials/
+    shows the validation accuracy of that record's metrics.csv, midway and at the end."""
+    import csv
+
+    trials = RESULTS / "runs" / "fashion-budget-trials"
+    text = (REPO / "docs" / "benchmark.md").read_text()
+    rows = re.findall(r"^\| `(\w+)`(?: \(above\))? \|.*\| ([\d.]+) \| ([\d.]+) \|$", text, re.M)
+    checked = set()
+    for name, midway, end in rows:
+        if not (trials / name / "metrics.csv").is_file():
+            continue
+        with open(trials / name / "metrics.csv") as f:
+            val = [100 * float(r["val_acc"]) for r in csv.DictReader(f)]
+        assert [float(midway), float(end)] == pytest.approx(val, abs=0.006), name
+        checked.add(name)
+    assert checked == {d.name for d in trials.iterdir() if d.is_dir()}, "a trial record is not in docs/benchmark.md"
