@@ -369,6 +369,34 @@ def test_vit_import_at_another_size_resamples_position_embeddings():
         torch.testing.assert_close(at_96.eval()(x), at_64.eval()(x), atol=1e-6, rtol=1e-6)
 
 
+def test_vit_mean_pooled_head_is_timms_without_class_token():
+    """global_pool='avg' (the paper's GAP classifier, Appendix D.3): no class token, the head reads the mean of the
+    patch outputs after the final LayerNorm; timm's ViT with class_token=False, global_pool='avg', fc_norm=False."""
+    ref = random_reference("timm", "vit_tiny_patch16_224", _randomize_all, init=False, img_size=64,
+                           class_token=False, global_pool="avg", fc_norm=False)
+    ours = uninitialized_model("vit_ti_16", img_size=64, global_pool="avg")
+    assert ours.cls_token is None and ours.pos_embed.shape == (1, 4 * 4, 192)
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        want = ref(x)
+        assert want.std() > 0.01
+        torch.testing.assert_close(ours.eval()(x), want, atol=1e-5, rtol=1e-5)
+        # another size: the patch grid's embeddings are resampled, none kept for a class token
+        assert ours(torch.randn(2, 3, 96, 80)).shape == (2, 1000)
+    token = papernets.create_model("vit_ti_16", img_size=64)
+    assert sum(p.numel() for p in token.parameters()) - sum(p.numel() for p in ours.parameters()) == 2 * 192
+
+
+def test_vit_global_pool_is_checked_and_pretrained_needs_the_class_token():
+    with pytest.raises(ModelConfigError, match=r"global_pool 'max' is not one of 'token', 'avg'"):
+        papernets.create_model("vit_ti_16", global_pool="max")
+    convert = get_entry("vit_ti_16").pretrained["timm"].convert
+    ref = random_reference("timm", "vit_tiny_patch16_224", _randomize_all, init=False, img_size=64)
+    with pytest.raises(ModelConfigError, match="global_pool='token'"):
+        convert(ref.state_dict(), uninitialized_model("vit_ti_16", img_size=64, global_pool="avg"))
+
+
 @pytest.mark.parametrize("name", ["mixer_b_16", "resmlp_12", "gmlp_s_16"])
 def test_fixed_size_import_refuses_other_sizes(name):
     source = get_entry(name).pretrained["timm"]

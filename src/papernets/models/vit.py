@@ -56,6 +56,13 @@ Differences to torchvision and timm (weights of both map onto ours, identical lo
   ``vit_*_patch*_224`` weights load unchanged. timm's own default initialization differs (truncated normal
   0.02 everywhere); its ``weight_init='jax'`` is ours.
 
+The head reads the class token (``global_pool="token"``, the paper's default). ``global_pool="avg"`` is the
+paper's other classifier (Appendix D.3, Figure 9; ``classifier='gap'`` in the official code): no class token and
+no position embedding for one, the head reads the mean of all patch outputs after the final LayerNorm. The paper
+finds both work similarly well once each has its own learning rate; later ViT recipes from the same group use
+the mean (Beyer, Zhai and Kolesnikov, "Better plain ViT baselines for ImageNet-1k", 2022). Pretrained weights
+(torchvision's and timm's) have a class token and load only into ``"token"``.
+
 Small images (``img_size`` below 64, or ``small_input=True``): patch size 4 instead of 16 or 32, so a 28 px
 input gives 7 x 7 = 49 patches and a 32 px input 8 x 8 = 64 (plus the class token); everything else unchanged.
 The smallest input is one patch (4 px). Sizes must be divisible by the patch size.
@@ -90,6 +97,7 @@ VIT_SIZES: dict[str, tuple[int, int, int, int]] = {
     "L": (24, 1024, 4096, 16),
 }
 SMALL_PATCH = 4
+GLOBAL_POOLS = ("token", "avg")  # the official code's classifier='token' and 'gap' (Appendix D.3)
 
 
 class Attention(nn.Module):
@@ -131,12 +139,15 @@ class Block(nn.Module):
 
 
 def resample_pos_embed(
-    pos_embed: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]
+    pos_embed: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int], num_prefix: int = 1
 ) -> torch.Tensor:
-    """Resample (1, 1 + H*W, D) position embeddings to a new grid (bicubic, antialiased, class token kept)."""
+    """Resample (1, num_prefix + H*W, D) position embeddings to a new grid (bicubic, antialiased).
+
+    The first ``num_prefix`` embeddings (the class token's, when the model has one) are kept as they are.
+    """
     if tuple(old_grid) == tuple(new_grid):
         return pos_embed
-    cls_pos, grid = pos_embed[:, :1], pos_embed[:, 1:]
+    cls_pos, grid = pos_embed[:, :num_prefix], pos_embed[:, num_prefix:]
     dim = grid.shape[-1]
     grid = grid.float().reshape(1, old_grid[0], old_grid[1], dim).permute(0, 3, 1, 2)
     grid = F.interpolate(grid, size=new_grid, mode="bicubic", align_corners=False, antialias=True)
@@ -162,13 +173,22 @@ class VisionTransformer(ClassifierModel):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         small_input: bool | None = None,
+        global_pool: str = "token",
     ) -> None:
         super().__init__()
+        if global_pool not in GLOBAL_POOLS:
+            raise ModelConfigError(
+                f"global_pool {global_pool!r} is not one of {', '.join(map(repr, GLOBAL_POOLS))}."
+            )
+        self.global_pool = global_pool
+        self.num_prefix_tokens = 1 if global_pool == "token" else 0
         small = self.small_input = small_form(img_size, small_input)
         self.patch_size = SMALL_PATCH if small else patch_size
         self.patch_embed = PatchEmbed(img_size, self.patch_size, in_chans, embed_dim)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + 1, embed_dim))
+        # the class token exists only when the head reads it (the official code's classifier='token')
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if self.num_prefix_tokens else None
+        num_tokens = self.patch_embed.num_patches + self.num_prefix_tokens
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, embed_dim))
         self.pos_drop = nn.Dropout(drop_rate)
         rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.Sequential(
@@ -200,7 +220,8 @@ class VisionTransformer(ClassifierModel):
         lecun_normal_(self.patch_embed.proj.weight)
         nn.init.zeros_(self.patch_embed.proj.bias)
         nn.init.normal_(self.pos_embed, std=0.02)
-        nn.init.zeros_(self.cls_token)
+        if self.cls_token is not None:
+            nn.init.zeros_(self.cls_token)
         for block in self.blocks:
             dim = block.attn.proj.in_features
             for w in block.attn.qkv.weight.data.split(dim):
@@ -218,23 +239,30 @@ class VisionTransformer(ClassifierModel):
         old_grid = self.grid_size
         self.patch_embed.set_img_size(img_size)
         with torch.no_grad():
-            new = resample_pos_embed(self.pos_embed.data, old_grid, self.grid_size)
+            new = resample_pos_embed(self.pos_embed.data, old_grid, self.grid_size, self.num_prefix_tokens)
         self.pos_embed = nn.Parameter(new)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         grid = (x.shape[-2] // self.patch_embed.patch_size, x.shape[-1] // self.patch_embed.patch_size)
         x = self.patch_embed(x)
-        cls = self.cls_token.expand(x.shape[0], -1, -1)
-        x = torch.cat([cls, x], dim=1) + resample_pos_embed(self.pos_embed, self.grid_size, grid)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        x = x + resample_pos_embed(self.pos_embed, self.grid_size, grid, self.num_prefix_tokens)
         x = self.pos_drop(x)
         return self.norm(self.blocks(x))
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        if self.global_pool == "avg":
+            return self.head(x.mean(dim=1))  # every patch's output, after the final LayerNorm
         return self.head(x[:, 0])  # the class token
 
 
 def _fit_pos_embed(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """Resample imported position embeddings to the grid our model was built for (fine-tuning at another size)."""
+    if model.cls_token is None:
+        raise ModelConfigError(
+            "pretrained ViT weights have a class token; build the model with global_pool='token' to load them."
+        )
     pos = state["pos_embed"]
     if pos.shape != model.pos_embed.shape:
         grid = int(round((pos.shape[1] - 1) ** 0.5))
