@@ -17,7 +17,9 @@ row's precision), training and inference alternate over the rounds (``--steps`` 
 spell hits both sides of the ratio; img/s are the median over the rounds and the row's peak the highest of its
 peak rounds (``settle``). The machine's peak is not a constant (runs on the same kind of CPU measured 139 to 179
 GFLOP/s at their start, and single rounds 92 to 188), and a row set against a peak timed minutes earlier showed
-more than 100%. The step is timed eager: the families the trainer compiles by default are named under the table.
+more than 100%. The step is timed eager, and for the families the trainer compiles by default on this CPU (in runs
+of an epoch or more) also compiled as the trainer compiles it, in the same rounds (``--eager-only`` leaves that
+out); the summary gives the median and the lowest rows both ways.
 The trainer keeps freed memory in the process on the CPU (``engine/allocator.py``, the malloc cache), and so do
 these rows (each records whether it was timed with it); its effect is measured in fresh processes by
 ``benchmarks/malloc_cache.py``, since a process cannot go back to glibc's untouched allocator once it has changed
@@ -61,7 +63,7 @@ DEFAULT_OUT = ROOT / "docs" / "results" / "mfu.md"
 SETTINGS = {28: (1, 10, 128), 224: (3, 1000, 32)}  # size -> (channels, classes, batch)
 PEAK_REPS = 3  # products per timed round of the peak
 COLUMNS = ["model", "family", "size", "batch", "GMACs/image", "train img/s", "train GFLOP/s", "train % of peak",
-           "infer img/s", "infer GFLOP/s", "infer % of peak", "peak GFLOP/s", "memory format", "precision", "CPU"]
+           "compiled train img/s", "compiled train % of peak", "infer img/s", "infer GFLOP/s", "infer % of peak", "peak GFLOP/s", "memory format", "precision", "CPU"]
 
 
 def _rel(path: Path | str) -> str:
@@ -138,11 +140,16 @@ def trainer_runtime(family: str) -> tuple[bool, str, bool, bool]:
     return rt.channels_last, "bf16" if rt.amp == "bf16" else "fp32", rt.compile, rt.malloc_cache
 
 
-def measure_row(name: str, size: int, rounds: int, steps: int, peak_round: Callable[[], float]) -> dict:
+def measure_row(name: str, size: int, rounds: int, steps: int, peak_round: Callable[[], float],
+                compiled: bool = False) -> dict:
     """One model at one size: training and inference img/s in the trainer's runtime for the family, the counted
     MACs per image, and the matmul peak of the row's precision timed beside them: each round times the peak
     (``peak_round``, GFLOP/s of one round), training and inference, so that a slow or fast spell of the machine
-    moves both sides of the ratio; img/s are the median over the rounds, the peak the highest round (``settle``)."""
+    moves both sides of the ratio; img/s are the median over the rounds, the peak the highest round (``settle``).
+
+    ``compiled``: also the training step with the model compiled as the trainer compiles it (``torch.compile`` of
+    the model; the optimizer step stays eager), in the same rounds beside the eager step; the compile itself (its
+    first steps) runs before the rounds and is reported as ``compile_s``, not timed in img/s."""
     from papernets.bench.profile import measure_throughput, meta_model_stats
     from papernets.registry import create_model, get_entry
 
@@ -156,23 +163,36 @@ def measure_row(name: str, size: int, rounds: int, steps: int, peak_round: Calla
     if channels_last:
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     amp = torch.autocast("cpu", torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
-    rates: dict[str, list[float]] = {"train": [], "infer": [], "peak": []}
+    rates: dict[str, list[float]] = {"train": [], "infer": [], "peak": [], "compiled": []}
+    kinds = ("peak", "train", "compiled", "infer") if compiled else ("peak", "train", "infer")
+    net, compile_s = None, None
     try:
-        for r in range(rounds):  # the peak, training and inference alternate
-            for kind in ("peak", "train", "infer") if r % 2 == 0 else ("infer", "train", "peak"):
+        if compiled:
+            torch._dynamo.reset()  # each row compiles afresh, as a new training run does
+            net = torch.compile(model)
+            t0 = time.perf_counter()
+            with amp:
+                measure_throughput(net, x, True, steps=1, warmup=1)  # compiles forward and backward
+            compile_s = time.perf_counter() - t0
+        for r in range(rounds):  # the peak, training (eager, compiled) and inference alternate
+            for kind in kinds if r % 2 == 0 else kinds[::-1]:
                 if kind == "peak":
                     rates["peak"].append(peak_round())
                     continue
                 with amp:
-                    rates[kind].append(measure_throughput(model, x, kind == "train", steps=steps,
-                                                          warmup=1 if r == 0 else 0))
+                    rates[kind].append(measure_throughput(net if kind == "compiled" else model, x, kind != "infer",
+                                                          steps=steps, warmup=1 if r == 0 else 0))
     finally:
-        del model, x
+        del model, x, net
         gc.collect()
     t, i = statistics.median(rates["train"]), statistics.median(rates["infer"])
     fwd = 2 * macs  # forward FLOPs per image
-    return {"gmacs": macs / 1e9, "train_ips": t, "train_gflops": 3 * fwd * t / 1e9, "infer_ips": i,
-            "infer_gflops": fwd * i / 1e9, "peak_rounds": rates["peak"]}
+    row = {"gmacs": macs / 1e9, "train_ips": t, "train_gflops": 3 * fwd * t / 1e9, "infer_ips": i,
+           "infer_gflops": fwd * i / 1e9, "peak_rounds": rates["peak"]}
+    if compiled:
+        c = statistics.median(rates["compiled"])
+        row.update(train_compiled_ips=c, train_compiled_gflops=3 * fwd * c / 1e9, compile_s=compile_s)
+    return row
 
 
 def settle(row: dict) -> dict:
@@ -184,7 +204,15 @@ def settle(row: dict) -> dict:
         row["peak"] = max(row["peak_rounds"])
         row["train_pct"] = 100 * row["train_gflops"] / row["peak"]
         row["infer_pct"] = 100 * row["infer_gflops"] / row["peak"]
+        if row.get("train_compiled_gflops"):
+            row["train_compiled_pct"] = 100 * row["train_compiled_gflops"] / row["peak"]
     return row
+
+
+def trainer_pct(row: dict) -> float:
+    """A row's training utilization in the runtime the trainer uses in a run of a full epoch or more: the compiled
+    step's where the row timed it (the families the trainer compiles), the eager step's otherwise."""
+    return row.get("train_compiled_pct") or row["train_pct"]
 
 
 def row_peak(row: dict) -> float:
@@ -222,6 +250,21 @@ def summary_lines(rows: list[dict]) -> list[str]:
         f"{_pct(statistics.median(r['infer_pct'] for r in good))}); by size: {per_size}.",
         "Five lowest in training: " + ", ".join(f"`{r['model']}` at {r['size']} px {_pct(r['train_pct'])}"
                                                 for r in lowest) + ".",
+        *compiled_summary(good),
+    ]
+
+
+def compiled_summary(good: list[dict]) -> list[str]:
+    """The same two figures in the trainer's runtime, where some rows timed the compiled step."""
+    compiled = [r for r in good if r.get("train_compiled_pct")]
+    if not compiled:
+        return []
+    lowest = sorted(good, key=trainer_pct)[:5]
+    return [
+        f"With the compiled step for the {_rows(len(compiled))} whose family the trainer compiles (its runtime in a "
+        f"run of an epoch or more): median training utilization {_pct(statistics.median(map(trainer_pct, good)))}; "
+        "five lowest: " + ", ".join(f"`{r['model']}` at {r['size']} px {_pct(trainer_pct(r))}" for r in lowest)
+        + ".",
     ]
 
 
@@ -253,17 +296,19 @@ def render(data: dict) -> str:
         *[f"- {describe_run(run)}" for run in runs],
         "",
         "| " + " | ".join(COLUMNS) + " |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
     ]
     for r in rows:
         head = [f"`{r['model']}`", r.get("family", ""), str(r["size"]), str(r.get("batch", ""))]
         if r.get("error"):
             gmacs = f"{r['gmacs']:.3g}" if r.get("gmacs") is not None else "-"
-            cells = [*head, gmacs, _cell(f"failed: {r['error']}"), *["-"] * 6, r.get("memory_format", "-"),
+            cells = [*head, gmacs, _cell(f"failed: {r['error']}"), *["-"] * 8, r.get("memory_format", "-"),
                      r.get("precision", "-"), r["cpu"]]
         else:
+            comp = ([f"{r['train_compiled_ips']:.1f}", _pct(r["train_compiled_pct"])]
+                    if r.get("train_compiled_pct") else ["-", "-"])
             cells = [*head, f"{r['gmacs']:.3g}", f"{r['train_ips']:.1f}", f"{r['train_gflops']:.2f}",
-                     _pct(r["train_pct"]), f"{r['infer_ips']:.1f}", f"{r['infer_gflops']:.2f}", _pct(r["infer_pct"]),
+                     _pct(r["train_pct"]), *comp, f"{r['infer_ips']:.1f}", f"{r['infer_gflops']:.2f}", _pct(r["infer_pct"]),
                      f"{row_peak(r):.1f}", r["memory_format"], r["precision"], r["cpu"]]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *summary_lines(rows)]
@@ -278,9 +323,16 @@ def render(data: dict) -> str:
     elif cached:
         lines.append("Every row timed with the malloc cache (the trainer's default on the CPU, "
                      "`engine/allocator.py`); its effect in fresh processes, off and on: `malloc_cache.md`.")
-    compiled = sorted({r["family"] for r in rows if r.get("trainer_compiles")})
-    if compiled:
-        lines.append(f"Timed eager; by default the trainer compiles the training step of {', '.join(compiled)} "
+    timed = sorted({r["family"] for r in rows if r.get("train_compiled_pct")})
+    if timed:
+        lines.append(f"Compiled train: the training step with the model compiled as the trainer compiles it by "
+                     f"default for {', '.join(timed)} on this CPU (`torch.compile`, in runs of an epoch or more, "
+                     "which pay the compile time back), timed in the same rounds as the eager step; the compile "
+                     "time itself is left out.")
+    eager = sorted({r["family"] for r in rows if r.get("trainer_compiles") and not r.get("train_compiled_pct")
+                    and not r.get("error")})
+    if eager:
+        lines.append(f"Timed eager only: by default the trainer compiles the training step of {', '.join(eager)} "
                      "(`torch.compile`, in runs that pay the compile time back), which these rows do not include.")
     return "\n".join(lines) + "\n"
 
@@ -299,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the table; its rows go to the .json beside it")
     parser.add_argument("--resume", action="store_true",
                         help="keep the rows of --out's .json and measure only the missing ones (and failed ones)")
+    parser.add_argument("--eager-only", action="store_true",
+                        help="do not also time the compiled step of the families the trainer compiles")
     parser.add_argument("--again", action="store_true",
                         help="with --resume: measure the --models rows again (after a change), keeping the others")
     args = parser.parse_args(argv)
@@ -347,11 +401,14 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if precision not in peaks:
                 peaks[precision] = MatmulPeak(args.peak_n, torch.bfloat16 if precision == "bf16" else torch.float32)
-            row.update(measure_row(name, size, args.rounds, args.steps, peaks[precision].round))
+            row.update(measure_row(name, size, args.rounds, args.steps, peaks[precision].round,
+                                   compiled=compiles and not args.eager_only))
             settle(row)
             peak = row["peak"]
+            comp = (f" (compiled {row['train_compiled_ips']:.1f} img/s = {_pct(row['train_compiled_pct'])}, "
+                    f"compile {row['compile_s']:.0f} s)" if row.get("train_compiled_pct") else "")
             print(f"{name} @ {size} px ({row['memory_format']}, {precision}): train {row['train_ips']:.1f} img/s "
-                  f"{row['train_gflops']:.2f} GFLOP/s = {_pct(row['train_pct'])} of peak, infer "
+                  f"{row['train_gflops']:.2f} GFLOP/s = {_pct(row['train_pct'])} of peak{comp}, infer "
                   f"{row['infer_ips']:.1f} img/s {row['infer_gflops']:.2f} GFLOP/s = {_pct(row['infer_pct'])}; "
                   f"peak beside it {peak:.1f} GFLOP/s", flush=True)
         except Exception as exc:  # a model that does not run at a size gets a row saying why

@@ -9,8 +9,8 @@ import pytest
 
 from conftest import benchmark_module
 
-HEADER = ("| model | family | size | batch | GMACs/image | train img/s | train GFLOP/s | train % of peak | infer img/s "
-          "| infer GFLOP/s | infer % of peak | peak GFLOP/s | memory format | precision | CPU |")
+HEADER = ("| model | family | size | batch | GMACs/image | train img/s | train GFLOP/s | train % of peak "
+          "| compiled train img/s | compiled train % of peak | infer img/s | infer GFLOP/s | infer % of peak | peak GFLOP/s | memory format | precision | CPU |")
 
 
 @pytest.fixture
@@ -73,7 +73,8 @@ def test_mfu_is_the_counted_flops_over_the_measured_peak_and_resumes(mfu, tmp_pa
 
     calls = []
 
-    def fake(name, size, rounds, steps, peak_round):
+    def fake(name, size, rounds, steps, peak_round, compiled=False):
+        assert not compiled  # neither family is compiled by the trainer on a CPU
         calls.append((name, size))
         return {"gmacs": 0.1, "train_ips": 10.0, "train_gflops": 6.0, "infer_ips": 30.0, "infer_gflops": 6.0,
                 "peak_rounds": [450.0, 600.0, 90.0]}  # timed beside the row: its highest round is its peak
@@ -114,7 +115,7 @@ def test_mfu_rejects_bad_arguments_and_keeps_a_failed_row(mfu, tmp_path, monkeyp
     assert mfu.main(["--models", "no_such_model", "--out", str(out)]) == 2
     assert "no_such_model" in capsys.readouterr().err
 
-    def broken(name, size, rounds, steps, peak_round):
+    def broken(name, size, rounds, steps, peak_round, compiled=False):
         raise RuntimeError("input too small | for this model\nsecond line")
 
     monkeypatch.setattr(mfu, "measure_row", broken)
@@ -123,6 +124,52 @@ def test_mfu_rejects_bad_arguments_and_keeps_a_failed_row(mfu, tmp_path, monkeyp
     row = table(out.read_text())["lenet5_bn"]  # the row still has every column
     assert row["train img/s"] == "failed: RuntimeError: input too small \\| for this model"
     assert "No row measured yet." in out.read_text()
+
+
+def test_mfu_times_the_compiled_step_beside_the_eager_one_where_the_trainer_compiles(mfu, tmp_path, monkeypatch):
+    """For a family the trainer compiles by default, the row also times the compiled training step in the same
+    rounds, and the summary gives the median and the lowest rows with it."""
+    from papernets.engine import speed
+
+    monkeypatch.setattr(speed, "COMPILE_CPU_FAMILIES", frozenset({"lenet"}))  # not the committed list
+    monkeypatch.setattr(speed, "BF16_CPU_FAMILIES", frozenset())  # fp32 rows, whatever this CPU has
+    assert mfu.trainer_runtime("lenet")[2] and not mfu.trainer_runtime("resnet")[2]
+    peaks = iter(range(100, 200, 10))
+    row = mfu.measure_row("lenet5_bn", 28, 2, 1, lambda: float(next(peaks)), compiled=True)
+    assert row["train_compiled_ips"] > 0 and row["compile_s"] > 0 and row["peak_rounds"] == [100.0, 110.0]
+    assert row["train_compiled_gflops"] == pytest.approx(6 * row["gmacs"] * row["train_compiled_ips"])
+    assert mfu.settle(row)["train_compiled_pct"] == pytest.approx(100 * row["train_compiled_gflops"] / 110.0)
+
+    seen = {}
+
+    def fake(name, size, rounds, steps, peak_round, compiled=False):
+        seen[name] = compiled
+        base = {"gmacs": 0.1, "train_ips": 10.0, "train_gflops": 6.0, "infer_ips": 30.0, "infer_gflops": 6.0,
+                "peak_rounds": [100.0]}
+        if compiled:
+            base.update(train_compiled_ips=20.0, train_compiled_gflops=12.0, compile_s=5.0)
+        return base
+
+    monkeypatch.setattr(mfu, "measure_row", fake)
+    out = tmp_path / "mfu.md"
+    args = ["--sizes", "28", "--rounds", "1", "--steps", "1", "--peak-n", "64", "--out", str(out)]
+    assert mfu.main(["--models", "lenet5_bn", "resnet20", "nin", *args]) == 0
+    assert seen == {"lenet5_bn": True, "resnet20": False, "nin": False}
+    md = out.read_text()
+    cells = table(md)
+    assert (cells["lenet5_bn"]["compiled train img/s"], cells["lenet5_bn"]["compiled train % of peak"]) == \
+        ("20.0", "12.0%")
+    assert cells["resnet20"]["compiled train % of peak"] == "-"
+    assert "Median training utilization over all 3 rows measured: 6.0% of peak" in md
+    assert "With the compiled step for the 1 row whose family the trainer compiles" in md
+    assert "median training utilization 6.0%; five lowest: `nin` at 28 px 6.0%, `resnet20` at 28 px 6.0%, " \
+           "`lenet5_bn` at 28 px 12.0%." in md
+    assert "the trainer compiles it by default for lenet on this CPU" in md and "Timed eager only" not in md
+    assert mfu.main(["--models", "lenet5_bn", "--resume", "--again", "--eager-only", *args]) == 0
+    assert seen["lenet5_bn"] is False
+    md = out.read_text()
+    assert table(md)["lenet5_bn"]["compiled train % of peak"] == "-" and "Timed eager only" in md
+    assert "by default the trainer compiles the training step of lenet" in md
 
 
 @pytest.fixture
