@@ -63,7 +63,8 @@ DEFAULT_OUT = ROOT / "docs" / "results" / "mfu.md"
 SETTINGS = {28: (1, 10, 128), 224: (3, 1000, 32)}  # size -> (channels, classes, batch)
 PEAK_REPS = 3  # products per timed round of the peak
 COLUMNS = ["model", "family", "size", "batch", "GMACs/image", "train img/s", "train GFLOP/s", "train % of peak",
-           "compiled train img/s", "compiled train % of peak", "infer img/s", "infer GFLOP/s", "infer % of peak", "peak GFLOP/s", "memory format", "precision", "CPU"]
+           "compiled train img/s", "compiled train % of peak", "infer img/s", "infer GFLOP/s", "infer % of peak",
+           "peak GFLOP/s", "memory format", "precision", "CPU"]
 
 
 def _rel(path: Path | str) -> str:
