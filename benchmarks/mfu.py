@@ -309,7 +309,8 @@ def render(data: dict) -> str:
             comp = ([f"{r['train_compiled_ips']:.1f}", _pct(r["train_compiled_pct"])]
                     if r.get("train_compiled_pct") else ["-", "-"])
             cells = [*head, f"{r['gmacs']:.3g}", f"{r['train_ips']:.1f}", f"{r['train_gflops']:.2f}",
-                     _pct(r["train_pct"]), *comp, f"{r['infer_ips']:.1f}", f"{r['infer_gflops']:.2f}", _pct(r["infer_pct"]),
+                     _pct(r["train_pct"]), *comp, f"{r['infer_ips']:.1f}", f"{r['infer_gflops']:.2f}",
+                     _pct(r["infer_pct"]),
                      f"{row_peak(r):.1f}", r["memory_format"], r["precision"], r["cpu"]]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *summary_lines(rows)]

@@ -10,7 +10,8 @@ import pytest
 from conftest import benchmark_module
 
 HEADER = ("| model | family | size | batch | GMACs/image | train img/s | train GFLOP/s | train % of peak "
-          "| compiled train img/s | compiled train % of peak | infer img/s | infer GFLOP/s | infer % of peak | peak GFLOP/s | memory format | precision | CPU |")
+          "| compiled train img/s | compiled train % of peak | infer img/s "
+          "| infer GFLOP/s | infer % of peak | peak GFLOP/s | memory format | precision | CPU |")
 
 
 @pytest.fixture
