@@ -319,14 +319,14 @@ def test_fp32_compile_families_compile_only_runs_without_autocast(monkeypatch):
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(speed, "cpu_supports_bf16", lambda: False)
-    rt = runtime.resolve_runtime(TrainConfig(), "googlenet", cpu, train_images=54_000)
-    assert rt.amp == "off" and rt.compile and rt.why["compile"].startswith("auto: family googlenet measured faster "
-                                                                            "compiled in fp32")
-    assert not runtime.resolve_runtime(TrainConfig(), "googlenet", cpu, train_images=3_000).compile
-    monkeypatch.setattr(speed, "cpu_supports_bf16", lambda: True)  # a bf16 CPU: googlenet trains in bf16, eager
-    rt = runtime.resolve_runtime(TrainConfig(), "googlenet", cpu, train_images=54_000)
+    rt = runtime.resolve_runtime(TrainConfig(), "efficientnet_v2", cpu, train_images=54_000)
+    assert rt.amp == "off" and rt.compile
+    assert rt.why["compile"].startswith("auto: family efficientnet_v2 measured faster compiled in fp32")
+    assert not runtime.resolve_runtime(TrainConfig(), "efficientnet_v2", cpu, train_images=3_000).compile
+    monkeypatch.setattr(speed, "cpu_supports_bf16", lambda: True)  # a bf16 CPU: efficientnet_v2 trains in bf16, eager
+    rt = runtime.resolve_runtime(TrainConfig(), "efficientnet_v2", cpu, train_images=54_000)
     assert rt.amp == "bf16" and not rt.compile and "compile" not in rt.why
-    rt = runtime.resolve_runtime(TrainConfig(amp="off"), "googlenet", cpu, train_images=54_000)
+    rt = runtime.resolve_runtime(TrainConfig(amp="off"), "efficientnet_v2", cpu, train_images=54_000)
     assert rt.amp == "off" and rt.compile
     assert not runtime.resolve_runtime(TrainConfig(), "resnet", cpu, train_images=10 ** 6).compile
 
